@@ -1,0 +1,118 @@
+"""The headless command line: `smallthinker SUBCOMMAND ...`.
+
+Run bare, `smallthinker` opens the window; that part lives in `ui.main`, the
+composition root, so that these subcommands never import Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from engine.errors import EngineError
+from engine.synthetic import RouterSkew, write_synthetic_model
+from engine.synthetic_shapes import SHAPES, get_shape
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smallthinker",
+        description="SmallThinker Desktop: local chat with the SmallThinker models. "
+        "Run without a subcommand to open the window.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+
+    synth = sub.add_parser("synth", help="write a synthetic SmallThinker GGUF with random weights")
+    synth.add_argument("out", help="the .gguf file to write")
+    synth.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (default: tiny)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument(
+        "--hot-experts",
+        type=float,
+        metavar="FRACTION",
+        help="skew the router so this fraction of each layer's experts is hot (e.g. 0.25)",
+    )
+    synth.add_argument(
+        "--hot-scale", type=float, default=3.0, help="router-row norm factor of the hot experts (default: 3)"
+    )
+    synth.add_argument("--verify", action="store_true", help="load the file with llama.cpp and decode a few tokens")
+    return parser
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second.
+
+    When stderr is not a terminal (a log, CI) it prints a line per tenth instead.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.last_tenth = -1
+        self.is_tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        finished = done >= total
+        tenth = 10 * done // max(total, 1)
+        if self.is_tty and not finished and now - self.last_draw < 0.1:
+            return
+        if not self.is_tty and tenth == self.last_tenth:
+            return
+        self.last_draw, self.last_tenth = now, tenth
+        width = 30
+        filled = width * done // max(total, 1)
+        rate = done / max(now - self.start, 1e-9) / 1e6
+        line = (
+            f"{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:,.0f} MB/s"
+        )
+        sys.stderr.write(f"\r{line}" if self.is_tty else f"{line}\n")
+        if finished and self.is_tty:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    skew = RouterSkew(hot_fraction=args.hot_experts, scale=args.hot_scale) if args.hot_experts else None
+    path = write_synthetic_model(
+        get_shape(args.shape), args.out, seed=args.seed, skew=skew, progress=ProgressBar(f"writing {args.shape}")
+    )
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    if args.verify:
+        from engine.smoke import run_smoke_test  # loads llama.cpp only when asked
+
+        result = run_smoke_test(path)
+        print(
+            f"llama.cpp loaded it in {result.load_seconds:.2f} s, prefilled {len(result.prompt_tokens)} tokens "
+            f"and decoded {len(result.generated_tokens)} at {result.decode_tokens_per_second:.1f} tokens/s"
+        )
+    return 0
+
+
+_COMMANDS = {"synth": _run_synth}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand; turn expected failures into a message and exit code 1."""
+    try:
+        return _COMMANDS[args.command](args)
+    except (EngineError, OSError) as exc:
+        print(f"smallthinker {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"smallthinker {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,1 @@
+"""Inference: llama.cpp, memory tricks and synthetic models. No Qt here."""

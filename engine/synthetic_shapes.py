@@ -1,0 +1,94 @@
+"""The shapes the synthetic SmallThinker writer knows.
+
+`4b` and `21b` are the published configurations (see shared/MODEL_FACTS.md), so a
+file of that shape costs llama.cpp exactly what the real model costs. `tiny` and
+`tiny-swa` are small enough for tests; `tiny-swa` has the 21B's layer pattern (one
+global layer, then three sliding-window layers), so the hybrid KV cache can be tested
+without the 21B's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import SyntheticModelError
+
+QWEN2_VOCAB_SIZE = 151_936
+# The real Qwen2 vocabulary has 151,643 ordinary tokens; the special tokens follow.
+QWEN2_NORMAL_TOKENS = 151_643
+# llama.cpp forces the window of a SmallThinker SWA model to 4096 whatever the file says.
+SMALLTHINKER_SWA_WINDOW = 4096
+SWA_PATTERN = 4  # layers 0, 4, 8, ... are global, the others use the window
+
+
+@dataclass(frozen=True)
+class SyntheticShape:
+    name: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_expert: int
+    n_expert_used: int
+    n_ff_exp: int
+    n_vocab: int
+    n_normal_tokens: int
+    context_length: int
+    sliding_window: int | None  # None: every layer global (the 4B)
+
+    @property
+    def n_q(self) -> int:
+        return self.n_head * self.head_dim
+
+    @property
+    def n_kv(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+    def is_global_layer(self, layer: int) -> bool:
+        return self.sliding_window is None or layer % SWA_PATTERN == 0
+
+    def check(self) -> None:
+        """Refuse shapes llama.cpp or Q4_0 cannot represent, with the reason."""
+        for label, n in (("n_embd", self.n_embd), ("n_ff_exp", self.n_ff_exp), ("n_q", self.n_q)):
+            if n % 32:
+                raise SyntheticModelError(f"{label}={n} is not a multiple of 32 (Q4_0 block)")
+        if self.n_head % self.n_head_kv:
+            raise SyntheticModelError("n_head must be a multiple of n_head_kv")
+        if not 0 < self.n_expert_used <= self.n_expert:
+            raise SyntheticModelError("n_expert_used must be between 1 and n_expert")
+        if self.n_normal_tokens + 3 > self.n_vocab:
+            raise SyntheticModelError("the vocabulary has no room for the three special tokens")
+
+
+SHAPES: dict[str, SyntheticShape] = {
+    "tiny": SyntheticShape(
+        name="tiny", n_layer=4, n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+        n_expert=8, n_expert_used=2, n_ff_exp=64, n_vocab=2048, n_normal_tokens=2045,
+        context_length=8192, sliding_window=None,
+    ),
+    "tiny-swa": SyntheticShape(
+        name="tiny-swa", n_layer=4, n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+        n_expert=8, n_expert_used=2, n_ff_exp=64, n_vocab=2048, n_normal_tokens=2045,
+        context_length=16384, sliding_window=SMALLTHINKER_SWA_WINDOW,
+    ),
+    "4b": SyntheticShape(
+        name="4b", n_layer=32, n_embd=1536, n_head=12, n_head_kv=2, head_dim=128,
+        n_expert=32, n_expert_used=4, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,
+        n_normal_tokens=QWEN2_NORMAL_TOKENS, context_length=32768, sliding_window=None,
+    ),
+    "21b": SyntheticShape(
+        name="21b", n_layer=52, n_embd=2560, n_head=28, n_head_kv=4, head_dim=128,
+        n_expert=64, n_expert_used=6, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,
+        n_normal_tokens=QWEN2_NORMAL_TOKENS, context_length=16384,
+        sliding_window=SMALLTHINKER_SWA_WINDOW,
+    ),
+}
+
+
+def get_shape(name: str) -> SyntheticShape:
+    try:
+        return SHAPES[name]
+    except KeyError:
+        known = ", ".join(SHAPES)
+        raise SyntheticModelError(f"unknown shape {name!r}; known shapes: {known}") from None

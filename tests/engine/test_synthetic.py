@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from engine.errors import SyntheticModelError
+from engine.smoke import run_smoke_test
+from engine.synthetic import RouterSkew, plan_tensors, write_synthetic_model
+from engine.synthetic_shapes import get_shape
+from engine.synthetic_vocab import IM_END, IM_START, build_vocab, bytes_to_unicode
+
+
+def _reader_summary(path: Path) -> dict[str, tuple[tuple[int, ...], int]]:
+    reader = gguf.GGUFReader(path)
+    # GGUF stores dimensions innermost first; the plan uses numpy order.
+    return {t.name: (tuple(int(d) for d in reversed(t.shape)), int(t.tensor_type)) for t in reader.tensors}
+
+
+@pytest.mark.parametrize("shape_name", ["tiny", "tiny-swa"])
+def test_tiny_models_load_in_llama_cpp_and_generate(shape_name, tmp_path):
+    path = write_synthetic_model(get_shape(shape_name), tmp_path / f"{shape_name}.gguf")
+    result = run_smoke_test(path, n_tokens=12)
+    assert len(result.generated_tokens) == 12
+    assert all(0 <= t < get_shape(shape_name).n_vocab for t in result.generated_tokens)
+    assert result.load_seconds < 5  # generous: "well under a second" on a quiet machine
+
+
+def test_tiny_model_tensors_match_the_plan(tiny_model_path):
+    shape = get_shape("tiny")
+    expected = {p.name: (p.shape, int(p.dtype)) for p in plan_tensors(shape)}
+    assert _reader_summary(tiny_model_path) == expected
+
+
+def test_chat_special_tokens_are_single_tokens_in_llama_cpp(tiny_model_path):
+    vocab = build_vocab(get_shape("tiny"))
+    result = run_smoke_test(tiny_model_path, n_tokens=1)
+    assert result.prompt.startswith(IM_START + "system\n")
+    assert result.prompt_tokens[0] == vocab.im_start_id
+    assert result.prompt_tokens.count(vocab.eos_id) == 2  # after the system and the user turn
+
+
+def test_vocab_has_the_qwen2_layout_at_the_real_size():
+    vocab = build_vocab(get_shape("4b"))
+    assert len(vocab.tokens) == 151_936
+    assert vocab.tokens[151_643:151_646] == ["<|endoftext|>", IM_START, IM_END]
+    assert (vocab.endoftext_id, vocab.im_start_id, vocab.eos_id) == (151_643, 151_644, 151_645)
+    assert len(set(vocab.tokens)) == len(vocab.tokens)
+    assert vocab.tokens[:256] == list(bytes_to_unicode().values())
+    token_set = set(vocab.tokens)
+    for merge in vocab.merges:
+        left, right = merge.split(" ")
+        assert left in token_set and right in token_set and left + right in token_set
+
+
+def test_router_skew_makes_hot_rows_larger(tmp_path):
+    shape = get_shape("tiny")
+    path = write_synthetic_model(shape, tmp_path / "skewed.gguf", skew=RouterSkew(hot_fraction=0.25, scale=4.0))
+    reader = gguf.GGUFReader(path)
+    router = next(t for t in reader.tensors if t.name == "blk.0.ffn_gate_inp.weight")
+    norms = np.linalg.norm(np.asarray(router.data).reshape(shape.n_expert, shape.n_embd), axis=1)
+    ordered = np.sort(norms)
+    n_hot = round(0.25 * shape.n_expert)
+    assert ordered[-n_hot:].min() > 2.5 * ordered[:-n_hot].max()
+
+
+def test_bad_shape_is_refused_with_reason(tmp_path):
+    with pytest.raises(SyntheticModelError, match="unknown shape"):
+        get_shape("7b")
+    with pytest.raises(SyntheticModelError, match="folder"):
+        write_synthetic_model(get_shape("tiny"), tmp_path)
+
+
+@pytest.mark.slow
+def test_4b_shape_has_the_real_size_and_shapes_and_decodes(tmp_path):
+    shape = get_shape("4b")
+    path = write_synthetic_model(shape, tmp_path / "4b.gguf")
+    try:
+        plans = plan_tensors(shape)
+        summary = _reader_summary(path)
+        assert summary == {p.name: (p.shape, int(p.dtype)) for p in plans}
+        assert summary["blk.31.ffn_gate_exps.weight"][0] == (32, 768, 1536)
+        data_bytes = sum(p.nbytes for p in plans)
+        size = path.stat().st_size
+        # data plus a header of a few MB (the 151,936-token vocabulary)
+        assert data_bytes < size < data_bytes + 8_000_000
+        assert 2.35e9 < size < 2.5e9  # the published Q4_0 file is 2.47 GB
+        result = run_smoke_test(path, n_tokens=2, n_ctx=256)
+        assert len(result.generated_tokens) == 2
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""The composition root: `smallthinker` with no subcommand opens the window.
+
+Subcommands are handed to `app.cli` before Qt is imported, so headless use never
+needs a display or loads Qt at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from app.cli import build_parser, configure_logging, run_command
+from ui.display_check import display_problem
+
+
+def launch_window(argv: Sequence[str]) -> int:
+    problem = display_problem()
+    if problem:
+        print(f"smallthinker: {problem}", file=sys.stderr)
+        return 2
+    from PySide6.QtWidgets import QApplication
+
+    from ui.main_window import MainWindow
+
+    app = QApplication([sys.argv[0], *argv])
+    app.setApplicationName("SmallThinker Desktop")
+    window = MainWindow()
+    window.show()
+    return app.exec()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    if args.command is None:
+        return launch_window([])
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
