@@ -19,6 +19,7 @@ run: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check app engine ui tests bench
+	$(VENV)/bin/ruff format --check app engine ui tests bench
 
 test: $(INSTALLED) lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

@@ -86,12 +86,19 @@ def _run_synth(args: argparse.Namespace) -> int:
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     if args.verify:
-        from engine.smoke import run_smoke_test  # loads llama.cpp only when asked
+        from engine.config import EngineConfig, SamplingParams
+        from engine.engine import Engine
 
-        result = run_smoke_test(path)
+        with Engine(path, EngineConfig(n_ctx=512)) as engine:
+            result = engine.chat(
+                [{"role": "user", "content": "Say something about the weather."}],
+                SamplingParams(temperature=0.0, max_tokens=8),
+            )
+        stats = result.stats
         print(
-            f"llama.cpp loaded it in {result.load_seconds:.2f} s, prefilled {len(result.prompt_tokens)} tokens "
-            f"and decoded {len(result.generated_tokens)} at {result.decode_tokens_per_second:.1f} tokens/s"
+            f"llama.cpp loaded it in {engine.load_seconds:.2f} s ({engine.memory_mode.value}), prefilled "
+            f"{stats.prefill_tokens} tokens and decoded {stats.tokens_out} "
+            f"at {stats.decode_tokens_per_second:.1f} tokens/s"
         )
     return 0
 

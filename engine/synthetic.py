@@ -90,9 +90,7 @@ def plan_tensors(shape: SyntheticShape) -> list[TensorPlan]:
             TensorPlan(p + "ffn_gate_inp.weight", (shape.n_expert, e), f32, 0.0),
             TensorPlan(p + "ffn_gate_exps.weight", (shape.n_expert, shape.n_ff_exp, e), q4, _q4_scale(e)),
             TensorPlan(p + "ffn_up_exps.weight", (shape.n_expert, shape.n_ff_exp, e), q4, _q4_scale(e)),
-            TensorPlan(
-                p + "ffn_down_exps.weight", (shape.n_expert, e, shape.n_ff_exp), q4, _q4_scale(shape.n_ff_exp)
-            ),
+            TensorPlan(p + "ffn_down_exps.weight", (shape.n_expert, e, shape.n_ff_exp), q4, _q4_scale(shape.n_ff_exp)),
         ]
     return plans
 

@@ -6,11 +6,17 @@ import gguf
 import numpy as np
 import pytest
 
+from engine.config import EngineConfig, SamplingParams
+from engine.engine import Engine
 from engine.errors import SyntheticModelError
-from engine.smoke import run_smoke_test
 from engine.synthetic import RouterSkew, plan_tensors, write_synthetic_model
 from engine.synthetic_shapes import get_shape
 from engine.synthetic_vocab import IM_END, IM_START, build_vocab, bytes_to_unicode
+
+GREETING = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Say something about the weather."},
+]
 
 
 def _reader_summary(path: Path) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -22,10 +28,11 @@ def _reader_summary(path: Path) -> dict[str, tuple[tuple[int, ...], int]]:
 @pytest.mark.parametrize("shape_name", ["tiny", "tiny-swa"])
 def test_tiny_models_load_in_llama_cpp_and_generate(shape_name, tmp_path):
     path = write_synthetic_model(get_shape(shape_name), tmp_path / f"{shape_name}.gguf")
-    result = run_smoke_test(path, n_tokens=12)
-    assert len(result.generated_tokens) == 12
-    assert all(0 <= t < get_shape(shape_name).n_vocab for t in result.generated_tokens)
-    assert result.load_seconds < 5  # generous: "well under a second" on a quiet machine
+    with Engine(path, EngineConfig(n_ctx=512)) as engine:
+        result = engine.chat(GREETING, SamplingParams(temperature=0.0, max_tokens=12))
+        assert engine.load_seconds < 5  # generous: "well under a second" on a quiet machine
+    assert result.stats.tokens_out == 12
+    assert result.text.strip()
 
 
 def test_tiny_model_tensors_match_the_plan(tiny_model_path):
@@ -36,10 +43,12 @@ def test_tiny_model_tensors_match_the_plan(tiny_model_path):
 
 def test_chat_special_tokens_are_single_tokens_in_llama_cpp(tiny_model_path):
     vocab = build_vocab(get_shape("tiny"))
-    result = run_smoke_test(tiny_model_path, n_tokens=1)
-    assert result.prompt.startswith(IM_START + "system\n")
-    assert result.prompt_tokens[0] == vocab.im_start_id
-    assert result.prompt_tokens.count(vocab.eos_id) == 2  # after the system and the user turn
+    with Engine(tiny_model_path, EngineConfig(n_ctx=512)) as engine:
+        prompt = engine.render_prompt(GREETING)
+        tokens = engine.tokenize(prompt)
+    assert prompt.startswith(IM_START + "system\n")
+    assert tokens[0] == vocab.im_start_id
+    assert tokens.count(vocab.eos_id) == 2  # after the system and the user turn
 
 
 def test_vocab_has_the_qwen2_layout_at_the_real_size():
@@ -87,7 +96,8 @@ def test_4b_shape_has_the_real_size_and_shapes_and_decodes(tmp_path):
         # data plus a header of a few MB (the 151,936-token vocabulary)
         assert data_bytes < size < data_bytes + 8_000_000
         assert 2.35e9 < size < 2.5e9  # the published Q4_0 file is 2.47 GB
-        result = run_smoke_test(path, n_tokens=2, n_ctx=256)
-        assert len(result.generated_tokens) == 2
+        with Engine(path, EngineConfig(n_ctx=256)) as engine:
+            result = engine.chat(GREETING, SamplingParams(temperature=0.0, max_tokens=2))
+        assert result.stats.tokens_out == 2
     finally:
         path.unlink(missing_ok=True)

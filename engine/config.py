@@ -1,0 +1,88 @@
+"""The choices an engine is loaded with and a chat is sampled with."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from engine.errors import EngineError
+
+
+class ConfigError(EngineError, ValueError):
+    """A setting is outside what the engine can do."""
+
+
+class MemoryMode(StrEnum):
+    AUTO = "auto"  # in memory when the model fits the budget, else file-backed
+    IN_MEMORY = "in-memory"  # read whole into RAM, weights repacked: fastest, RSS ~1.0x the file
+    FILE_BACKED = "file-backed"  # mmap, not repacked: pages can be evicted and re-read
+
+
+class KvType(StrEnum):
+    F16 = "f16"
+    Q8_0 = "q8_0"
+
+
+def default_threads() -> int:
+    """Physical cores are what llama.cpp scales with; hyper-threads slow it down."""
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except Exception:  # psutil cannot read the topology on some systems
+        physical = None
+    return max(1, physical or os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_threads: int = 0  # 0: default_threads()
+    n_ctx: int = 4096
+    n_batch: int = 512
+    memory_mode: MemoryMode = MemoryMode.AUTO
+    memory_budget_bytes: int | None = None  # None: what the machine has available
+    kv_type: KvType = KvType.F16
+    # conversation caches kept besides the active one (see ConversationCacheStore)
+    saved_conversations: int = 4
+    saved_conversation_bytes: int = 1 << 30
+    conversation_cache_dir: Path | None = None  # also keep them on disk when set
+
+    def check(self) -> None:
+        if self.n_threads < 0:
+            raise ConfigError("threads must be 0 (automatic) or more")
+        if not 256 <= self.n_ctx <= 1 << 20:
+            raise ConfigError(f"context length {self.n_ctx} is outside 256 .. 1,048,576 tokens")
+        if self.n_batch < 1:
+            raise ConfigError("batch size must be at least 1")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
+            raise ConfigError("the memory budget must be positive")
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or default_threads()
+
+    @property
+    def batch(self) -> int:
+        """Tokens evaluated per llama.cpp call; never more than the context holds."""
+        return min(self.n_batch, self.n_ctx)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """SmallThinker's recommended sampling; temperature 0 means greedy."""
+
+    temperature: float = 0.6
+    top_k: int = 20
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    seed: int | None = None  # None: a new random seed per answer
+
+    def check(self) -> None:
+        if self.temperature < 0:
+            raise ConfigError("temperature cannot be negative")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("top-k must be >= 0 and top-p in (0, 1]")
+        if self.max_tokens < 1:
+            raise ConfigError("max tokens must be at least 1")

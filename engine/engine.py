@@ -1,0 +1,309 @@
+"""The chat engine: a SmallThinker GGUF on llama.cpp, streamed, with its KV cache reused.
+
+Synchronous and thread-agnostic: the UI runs it on a worker thread of its own and
+cancels through a threading.Event checked between tokens (and, during a long prefill,
+inside llama.cpp through its abort callback).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+import psutil
+
+from engine.chat_template import ChatTemplate
+from engine.chunks import ChatStats, Chunk, FinishReason
+from engine.config import EngineConfig, MemoryMode, SamplingParams
+from engine.conversation_cache import ConversationCacheStore, common_prefix_length
+from engine.errors import EngineError
+from engine.kv_layout import KvLayout, kv_layout
+from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
+from engine.memory_report import MemoryReport, file_mappings, process_rss, resident_bytes
+from engine.model_info import ModelInfo, inspect_model
+from engine.prompt_builder import PromptEncoder, build_prompt
+
+log = logging.getLogger(__name__)
+
+# Room for llama.cpp's compute buffers, the app and the OS beside weights and KV.
+_HEADROOM_BYTES = 768 << 20
+# A live cache that diverges from the new prompt by this many tokens is worth saving.
+_SAVE_MIN_DIVERGENT = 32
+
+
+class EngineBusyError(EngineError, RuntimeError):
+    """A second chat was started while one is still streaming."""
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    finish_reason: FinishReason
+    stats: ChatStats
+    notice: str
+
+
+def choose_memory_mode(info: ModelInfo, config: EngineConfig, kv_bytes: int) -> MemoryMode:
+    """In memory (fastest) when weights, KV cache and headroom fit the budget; else file-backed."""
+    if config.memory_mode is not MemoryMode.AUTO:
+        return config.memory_mode
+    budget = config.memory_budget_bytes or psutil.virtual_memory().available
+    need = info.file_size + kv_bytes + _HEADROOM_BYTES
+    return MemoryMode.IN_MEMORY if need <= budget else MemoryMode.FILE_BACKED
+
+
+class Engine:
+    def __init__(self, model_path: str | Path, config: EngineConfig | None = None, *, cb_eval=None) -> None:
+        self.config = config or EngineConfig()
+        self.config.check()
+        self.info = inspect_model(model_path)
+        self.kv: KvLayout = kv_layout(self.info, self.config.n_ctx, self.config.batch, self.config.kv_type)
+        self.memory_mode = choose_memory_mode(self.info, self.config, self.kv.total_bytes)
+        started = time.perf_counter()
+        self._rt = LlamaRuntime(
+            self.info, self.config, in_memory=self.memory_mode is MemoryMode.IN_MEMORY, cb_eval=cb_eval
+        )
+        self.load_seconds = time.perf_counter() - started
+        self.template = ChatTemplate(self.info.chat_template, eos_token=self._rt.token_text(self._eos()))
+        self._encoder = PromptEncoder(self.template, self._rt.tokenize)
+        self.model_bytes = int(llama_cpp.llama_model_size(self._rt.model.model))
+        self._mappings = file_mappings(self.info.path) if self.memory_mode is MemoryMode.FILE_BACKED else []
+        self._tokens: list[int] = []  # what sequence 0 of the KV cache holds
+        self._store = ConversationCacheStore(
+            max_entries=self.config.saved_conversations,
+            max_bytes=self.config.saved_conversation_bytes,
+            folder=self._cache_folder(),
+        )
+        self._lock = threading.Lock()
+        log.info("loaded %s (%s) in %.2f s", self.info.path.name, self.memory_mode.value, self.load_seconds)
+
+    def _eos(self) -> int:
+        return llama_cpp.llama_vocab_eos(self._rt.vocab)
+
+    def _cache_folder(self) -> Path | None:
+        if self.config.conversation_cache_dir is None:
+            return None
+        stat = self.info.path.stat()
+        identity = f"{self.info.path}|{stat.st_size}|{stat.st_mtime_ns}|{self.config.kv_type.value}"
+        return self.config.conversation_cache_dir / hashlib.sha1(identity.encode()).hexdigest()[:16]
+
+    @property
+    def n_ctx(self) -> int:
+        return self._rt.n_ctx
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` with the model's tokenizer (special tokens parsed)."""
+        return self._rt.tokenize(text)
+
+    def encode_conversation(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """The prompt tokens `stream_chat` would evaluate for `messages` (before any trimming)."""
+        return self._encoder.encode(messages)
+
+    def render_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text the chat template makes of `messages`, ready for an answer."""
+        return self.template.render(messages)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens in the live KV cache."""
+        return len(self._tokens)
+
+    # --- chat ---------------------------------------------------------------------------
+    def chat(self, messages, sampling: SamplingParams | None = None, cancel=None) -> ChatResult:
+        """The whole answer at once: `stream_chat` joined."""
+        parts = []
+        for chunk in self.stream_chat(messages, sampling, cancel):
+            parts.append(chunk.text)
+            if chunk.is_final:
+                return ChatResult("".join(parts), chunk.finish_reason, chunk.stats, chunk.notice)
+        raise EngineError("the stream ended without a final chunk")  # pragma: no cover - a bug if reached
+
+    def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
+        """Stream the answer to `messages`; the last chunk carries finish reason and stats."""
+        sampling = sampling or SamplingParams()
+        sampling.check()
+        cancel = cancel or threading.Event()
+        if not self._lock.acquire(blocking=False):
+            raise EngineBusyError("the engine is already answering; stop that answer first")
+        try:
+            yield from self._stream(messages, sampling, cancel)
+        finally:
+            self._lock.release()
+
+    def _stream(self, messages, sampling: SamplingParams, cancel: threading.Event) -> Iterator[Chunk]:
+        started = time.perf_counter()
+        reserve = min(sampling.max_tokens, self.n_ctx // 4)
+        prompt = build_prompt(self._encoder.encode, messages, n_ctx=self.n_ctx, reserve=reserve)
+        notice = (
+            f"The conversation was longer than the context; the oldest {prompt.trimmed_messages} "
+            "messages were left out of this answer."
+            if prompt.trimmed_messages
+            else ""
+        )
+        reused = self._reuse_cache(prompt.tokens)
+        new_tokens = prompt.tokens[reused:]
+        prefill_started = time.perf_counter()
+        try:
+            self._rt.decode(new_tokens, start=reused, cancel=cancel)
+        except DecodeAbortedError:
+            self._tokens = list(prompt.tokens[: self._rt.pos_max() + 1])
+            timing = _Timing(started, prefill_started, time.perf_counter())
+            yield self._final("", FinishReason.CANCELLED, prompt, reused, 0, timing, notice)
+            return
+        self._tokens = list(prompt.tokens)
+        timing = _Timing(started, prefill_started, time.perf_counter())
+        yield from self._generate(sampling, cancel, prompt, reused, timing, notice)
+
+    def _generate(self, sampling, cancel, prompt, reused, timing, notice) -> Iterator[Chunk]:
+        seed = sampling.seed if sampling.seed is not None else random.randrange(2**31)
+        sampler = self._rt.make_sampler(sampling, seed)
+        text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        answer_tokens: list[int] = []
+        answer_text: list[str] = []
+        try:
+            while True:
+                if cancel.is_set():
+                    finish = FinishReason.CANCELLED
+                    break
+                token = sampler.sample(self._rt.ctx, -1)
+                timing.token_sampled()
+                if self._rt.is_end_of_generation(token):
+                    finish = FinishReason.STOP
+                    break
+                answer_tokens.append(token)
+                text = text_decoder.decode(self._rt.token_bytes(token))
+                if text:
+                    answer_text.append(text)
+                    yield Chunk(text)
+                if len(answer_tokens) >= sampling.max_tokens:
+                    finish = FinishReason.LENGTH
+                    break
+                if len(self._tokens) >= self.n_ctx:
+                    finish = FinishReason.CONTEXT_FULL
+                    break
+                self._rt.decode([token], start=len(self._tokens))
+                self._tokens.append(token)
+        finally:
+            sampler.close()
+        tail = text_decoder.decode(b"", final=True)
+        self._encoder.remember_answer("".join(answer_text) + tail, answer_tokens)
+        yield self._final(tail, finish, prompt, reused, len(answer_tokens), timing, notice)
+
+    def _final(self, text, finish, prompt, reused, n_out, timing, notice) -> Chunk:
+        prefill_tokens = len(prompt.tokens) - reused
+        stats = ChatStats(
+            tokens_in=len(prompt.tokens),
+            tokens_out=n_out,
+            reused_tokens=reused,
+            prefill_tokens=prefill_tokens,
+            ttft_seconds=timing.ttft,
+            prefill_tokens_per_second=prefill_tokens / timing.prefill_seconds if timing.prefill_seconds > 0 else 0.0,
+            decode_tokens_per_second=timing.decode_rate(),
+            context_used=len(self._tokens),
+            context_length=self.n_ctx,
+            trimmed_messages=prompt.trimmed_messages,
+        )
+        return Chunk(text, finish_reason=finish, stats=stats, notice=notice)
+
+    # --- KV cache reuse -------------------------------------------------------------------
+    def _reuse_cache(self, prompt_tokens: list[int]) -> int:
+        """Bring the best cache for `prompt_tokens` into sequence 0; return how many tokens it covers."""
+        prompt = np.asarray(prompt_tokens, dtype=np.int32)
+        live = np.asarray(self._tokens, dtype=np.int32)
+        keep = common_prefix_length(live, prompt)
+        saved, saved_keep = self._store.best_match(prompt)
+        if len(live) - keep >= _SAVE_MIN_DIVERGENT or (saved is not None and saved_keep > keep):
+            self._store.put(live, self._rt.save_state())
+        if saved is not None and saved_keep > keep:
+            state = self._store.take(saved)
+            if state is not None and self._rt.restore_state(state):
+                self._tokens, keep = saved.tokens.tolist(), saved_keep
+            else:
+                self._tokens, keep = [], 0
+        keep = min(keep, len(prompt_tokens) - 1)  # the last prompt token must be evaluated for logits
+        if keep < len(self._tokens):
+            if not self._can_roll_back_to(keep) or not self._rt.truncate(keep):
+                self._rt.clear()
+                keep = 0
+            self._tokens = self._tokens[:keep]
+        return keep
+
+    def _can_roll_back_to(self, keep: int) -> bool:
+        """Sliding-window layers forget old positions; a rollback needs the window before `keep`."""
+        if self.info.sliding_window is None:
+            return True
+        return self._rt.pos_min() <= max(0, keep - self.info.sliding_window)
+
+    def forget_conversations(self) -> None:
+        """Drop the live cache (saved ones stay)."""
+        self._rt.clear()
+        self._tokens = []
+
+    # --- reports and lifetime ---------------------------------------------------------------
+    def memory_report(self) -> MemoryReport:
+        rss, anon, file_backed = process_rss()
+        if self.memory_mode is MemoryMode.FILE_BACKED:
+            resident = sum(resident_bytes(start, end) for start, end in self._mappings) if self._mappings else None
+        else:
+            resident = self.model_bytes  # read into anonymous memory at load
+        return MemoryReport(
+            rss_bytes=rss,
+            rss_anon_bytes=anon,
+            rss_file_bytes=file_backed,
+            model_bytes=self.model_bytes,
+            model_resident_bytes=resident,
+            model_file_backed=self.memory_mode is MemoryMode.FILE_BACKED,
+            kv_bytes=self.kv.total_bytes,
+            kv_global_bytes=self.kv.global_bytes,
+            kv_window_bytes=self.kv.window_bytes,
+        )
+
+    def close(self) -> None:
+        if self._store.folder is not None and self._tokens:
+            self._store.put(np.asarray(self._tokens, dtype=np.int32), self._rt.save_state())
+        self._rt.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Timing:
+    def __init__(self, started: float, prefill_started: float, prefill_ended: float) -> None:
+        self.started = started
+        self.prefill_seconds = prefill_ended - prefill_started
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.n_sampled = 0
+
+    def token_sampled(self) -> None:
+        now = time.perf_counter()
+        if self.first_token is None:
+            self.first_token = now
+        self.last_token = now
+        self.n_sampled += 1
+
+    @property
+    def ttft(self) -> float:
+        return (self.first_token or time.perf_counter()) - self.started
+
+    def decode_rate(self) -> float:
+        if self.n_sampled < 2 or self.last_token == self.first_token:
+            return 0.0
+        return (self.n_sampled - 1) / (self.last_token - self.first_token)

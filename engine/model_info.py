@@ -1,0 +1,101 @@
+"""What a SmallThinker GGUF is, checked before llama.cpp ever opens it.
+
+llama.cpp aborts the process on some malformed files; everything it would trip over
+(wrong architecture, missing tensors, tensors past the end of the file) is refused
+here with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ModelLoadError
+from engine.gguf_file import TensorInfo, read_gguf
+
+ARCH = "smallthinker"
+SWA_PATTERN = 4  # llama.cpp's SmallThinker: layers 0, 4, 8, ... are global
+SMALLTHINKER_SWA_WINDOW = 4096  # llama.cpp forces this window whatever the file says
+LAYER_TENSORS = (
+    "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
+    "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    file_size: int
+    name: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_expert: int
+    n_expert_used: int
+    n_vocab: int
+    context_length: int
+    sliding_window: int | None
+    chat_template: str
+    tensors: dict[str, TensorInfo]
+
+    def is_global_layer(self, layer: int) -> bool:
+        return self.sliding_window is None or layer % SWA_PATTERN == 0
+
+    @property
+    def n_global_layers(self) -> int:
+        return sum(self.is_global_layer(i) for i in range(self.n_layer))
+
+
+def _int_key(metadata: dict, key: str, path: Path) -> int:
+    value = metadata.get(key)
+    if isinstance(value, list) and value and all(v == value[0] for v in value):
+        value = value[0]  # per-layer arrays with one value
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ModelLoadError(f"{path.name} lacks a valid '{key}' entry; it is not a usable SmallThinker model")
+    return value
+
+
+def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
+    """Validate `path` as a SmallThinker GGUF and describe it; raise `ModelLoadError` otherwise."""
+    path = Path(path).expanduser().resolve()
+    contents = read_gguf(path)
+    meta = contents.metadata
+    arch = meta.get("general.architecture")
+    if arch != ARCH:
+        raise ModelLoadError(
+            f"{path.name} is a {arch!r} model; SmallThinker Desktop runs SmallThinker models only "
+            "(architecture 'smallthinker')"
+        )
+    n_layer = _int_key(meta, f"{ARCH}.block_count", path)
+    n_embd = _int_key(meta, f"{ARCH}.embedding_length", path)
+    n_head = _int_key(meta, f"{ARCH}.attention.head_count", path)
+    missing = [
+        name
+        for name in ("token_embd.weight", "output_norm.weight")
+        + tuple(f"blk.{i}.{t}.weight" for i in range(n_layer) for t in LAYER_TENSORS)
+        if name not in contents.tensors
+    ]
+    if missing:
+        raise ModelLoadError(f"{path.name} lacks {len(missing)} tensors (first: {missing[0]}); the file is damaged")
+    head_dim = meta.get(f"{ARCH}.attention.key_length", n_embd // n_head)
+    window = meta.get(f"{ARCH}.attention.sliding_window")
+    return ModelInfo(
+        path=path,
+        file_size=contents.file_size,
+        name=str(meta.get("general.name", path.stem)),
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=_int_key(meta, f"{ARCH}.attention.head_count_kv", path),
+        head_dim=int(head_dim),
+        n_expert=_int_key(meta, f"{ARCH}.expert_count", path),
+        n_expert_used=_int_key(meta, f"{ARCH}.expert_used_count", path),
+        n_vocab=contents.tensors["token_embd.weight"].dims[1],
+        context_length=_int_key(meta, f"{ARCH}.context_length", path),
+        sliding_window=SMALLTHINKER_SWA_WINDOW if isinstance(window, int) and window > 0 else None,
+        chat_template=str(meta.get("tokenizer.chat_template", "")),
+        tensors=contents.tensors,
+    )

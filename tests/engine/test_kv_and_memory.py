@@ -1,0 +1,82 @@
+"""The hybrid (iSWA) KV cache and the memory report."""
+
+from __future__ import annotations
+
+import re
+
+from engine import llama_log
+from engine.chunks import FinishReason
+from engine.config import EngineConfig, MemoryMode, SamplingParams
+from engine.engine import Engine
+
+MIB = 1 << 20
+# llama_kv_cache: size =   64.00 MiB ( 16384 cells,   1 layers,  1/1 seqs), ...
+_KV_LINE = re.compile(r"llama_kv_cache: size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers")
+
+
+def _allocated_by_llama_cpp(lines):
+    return sorted((int(cells), int(layers), float(mib)) for mib, cells, layers in _KV_LINE.findall("\n".join(lines)))
+
+
+def test_swa_model_keeps_only_the_window_for_its_window_layers(tiny_swa_model_path):
+    n_ctx = 16384
+    mark = llama_log.mark()
+    with Engine(tiny_swa_model_path, EngineConfig(n_ctx=n_ctx, n_batch=512)) as engine:
+        kv = engine.kv
+        report = engine.memory_report()
+    allocated = _allocated_by_llama_cpp(llama_log.lines_since(mark))
+    # One global layer with the whole context, three window layers with 4096 + 512 cells.
+    assert (kv.global_layers, kv.global_cells) == (1, n_ctx)
+    assert (kv.window_layers, kv.window_cells) == (3, 4096 + 512)
+    assert allocated == sorted(
+        [(kv.window_cells, 3, round(kv.window_bytes / MIB, 2)), (n_ctx, 1, round(kv.global_bytes / MIB, 2))]
+    )
+    full_cache = 4 * n_ctx * kv.bytes_per_cell_per_layer
+    assert report.kv_bytes == kv.total_bytes < full_cache / 2
+    assert (report.kv_global_bytes, report.kv_window_bytes) == (kv.global_bytes, kv.window_bytes)
+
+
+def test_global_only_model_reports_a_full_cache(tiny_model_path):
+    mark = llama_log.mark()
+    with Engine(tiny_model_path, EngineConfig(n_ctx=1000)) as engine:
+        kv = engine.kv
+    assert (kv.global_cells, kv.window_bytes) == (1024, 0)  # llama.cpp pads the context to 256
+    assert _allocated_by_llama_cpp(llama_log.lines_since(mark)) == [(1024, 4, round(kv.total_bytes / MIB, 2))]
+
+
+def test_swa_model_reuses_its_cache_across_turns(tiny_swa_model_path):
+    greedy = SamplingParams(temperature=0.0, max_tokens=16)
+    turn = [{"role": "user", "content": "Hello"}]
+    with Engine(tiny_swa_model_path, EngineConfig(n_ctx=8192)) as engine:
+        first = engine.chat(turn, greedy)
+        second = engine.chat(
+            [*turn, {"role": "assistant", "content": first.text}, {"role": "user", "content": "Hi"}], greedy
+        )
+    assert second.stats.reused_tokens == first.stats.tokens_in + first.stats.tokens_out - 1
+
+
+def test_in_memory_report(tiny_model_path):
+    with Engine(tiny_model_path, EngineConfig(n_ctx=512, memory_mode=MemoryMode.IN_MEMORY)) as engine:
+        report = engine.memory_report()
+    assert not report.model_file_backed
+    assert report.model_resident_bytes == report.model_bytes
+    assert 0.9 * engine.info.file_size < report.model_bytes <= engine.info.file_size
+    assert report.rss_bytes >= report.rss_anon_bytes > 0
+
+
+def test_file_backed_report_counts_resident_pages_of_the_mapping(tiny_model_path):
+    with Engine(tiny_model_path, EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED)) as engine:
+        result = engine.chat([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=4))
+        report = engine.memory_report()
+    assert result.finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+    assert report.model_file_backed
+    # Having just run, the model is in RAM: every weight page of the mapping is resident.
+    assert report.model_bytes <= report.model_resident_bytes <= engine.info.file_size + 4096
+
+
+def test_auto_mode_picks_file_backed_when_the_budget_is_too_small(tiny_model_path):
+    small = EngineConfig(n_ctx=512, memory_budget_bytes=1 << 20)
+    with Engine(tiny_model_path, small) as engine:
+        assert engine.memory_mode is MemoryMode.FILE_BACKED
+    with Engine(tiny_model_path, EngineConfig(n_ctx=512, memory_budget_bytes=8 << 30)) as engine:
+        assert engine.memory_mode is MemoryMode.IN_MEMORY
