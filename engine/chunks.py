@@ -29,6 +29,8 @@ class ChatStats:
 
 @dataclass(frozen=True)
 class Chunk:
+    """One generated token's text (maybe empty mid-character), or the final chunk."""
+
     text: str
     finish_reason: FinishReason | None = None  # set on the last chunk only
     stats: ChatStats | None = None  # set on the last chunk only

@@ -16,7 +16,7 @@ class ConfigError(EngineError, ValueError):
 
 class MemoryMode(StrEnum):
     AUTO = "auto"  # in memory when the model fits the budget, else file-backed
-    IN_MEMORY = "in-memory"  # read whole into RAM, weights repacked: fastest, RSS ~1.0x the file
+    IN_MEMORY = "in-memory"  # weights repacked into RAM: fastest, RSS ~1.1x the file
     FILE_BACKED = "file-backed"  # mmap, not repacked: pages can be evicted and re-read
 
 

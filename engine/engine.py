@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
 from engine.memory_report import MemoryReport, file_mappings, process_rss, resident_bytes
 from engine.model_info import ModelInfo, inspect_model
-from engine.prompt_builder import PromptEncoder, build_prompt
+from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,14 @@ def choose_memory_mode(info: ModelInfo, config: EngineConfig, kv_bytes: int) -> 
 
 
 class Engine:
-    def __init__(self, model_path: str | Path, config: EngineConfig | None = None, *, cb_eval=None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        config: EngineConfig | None = None,
+        *,
+        cb_eval=None,
+        on_load_progress: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
         self.config.check()
         self.info = inspect_model(model_path)
@@ -70,7 +77,11 @@ class Engine:
         self.memory_mode = choose_memory_mode(self.info, self.config, self.kv.total_bytes)
         started = time.perf_counter()
         self._rt = LlamaRuntime(
-            self.info, self.config, in_memory=self.memory_mode is MemoryMode.IN_MEMORY, cb_eval=cb_eval
+            self.info,
+            self.config,
+            in_memory=self.memory_mode is MemoryMode.IN_MEMORY,
+            cb_eval=cb_eval,
+            on_load_progress=on_load_progress,
         )
         self.load_seconds = time.perf_counter() - started
         self.template = ChatTemplate(self.info.chat_template, eos_token=self._rt.token_text(self._eos()))
@@ -135,19 +146,39 @@ class Engine:
     ) -> Iterator[Chunk]:
         """Stream the answer to `messages`; the last chunk carries finish reason and stats."""
         sampling = sampling or SamplingParams()
+        reserve = min(sampling.max_tokens, self.n_ctx // 4)
+        return self._locked_stream(
+            lambda: build_prompt(self._encoder.encode, messages, n_ctx=self.n_ctx, reserve=reserve), sampling, cancel
+        )
+
+    def stream_prompt(
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: SamplingParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
+        """Continue raw prompt tokens (already chat-formatted or not), like `stream_chat`."""
+        sampling = sampling or SamplingParams()
+
+        def prepare() -> PreparedPrompt:
+            if not 0 < len(prompt_tokens) < self.n_ctx:
+                raise ContextOverflowError(f"a prompt of {len(prompt_tokens):,} tokens does not fit {self.n_ctx:,}")
+            return PreparedPrompt(list(prompt_tokens), 0)
+
+        return self._locked_stream(prepare, sampling, cancel)
+
+    def _locked_stream(self, prepare, sampling: SamplingParams, cancel) -> Iterator[Chunk]:
         sampling.check()
         cancel = cancel or threading.Event()
         if not self._lock.acquire(blocking=False):
             raise EngineBusyError("the engine is already answering; stop that answer first")
         try:
-            yield from self._stream(messages, sampling, cancel)
+            started = time.perf_counter()
+            yield from self._stream(prepare(), sampling, cancel, started)
         finally:
             self._lock.release()
 
-    def _stream(self, messages, sampling: SamplingParams, cancel: threading.Event) -> Iterator[Chunk]:
-        started = time.perf_counter()
-        reserve = min(sampling.max_tokens, self.n_ctx // 4)
-        prompt = build_prompt(self._encoder.encode, messages, n_ctx=self.n_ctx, reserve=reserve)
+    def _stream(self, prompt: PreparedPrompt, sampling, cancel, started: float) -> Iterator[Chunk]:
         notice = (
             f"The conversation was longer than the context; the oldest {prompt.trimmed_messages} "
             "messages were left out of this answer."
@@ -185,10 +216,10 @@ class Engine:
                     finish = FinishReason.STOP
                     break
                 answer_tokens.append(token)
+                # One chunk per token, its text empty while a character's bytes are incomplete.
                 text = text_decoder.decode(self._rt.token_bytes(token))
-                if text:
-                    answer_text.append(text)
-                    yield Chunk(text)
+                answer_text.append(text)
+                yield Chunk(text)
                 if len(answer_tokens) >= sampling.max_tokens:
                     finish = FinishReason.LENGTH
                     break
