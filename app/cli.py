@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 import time
+from pathlib import Path
 
+from app.catalog import ModelCatalog
+from app.downloads import DownloadProgress, ModelDownloader
+from app.errors import AppError
+from app.hardware import probe_hardware
+from app.hf_token import TokenStore
+from app.model_choice import recommend
+from app.paths import default_models_dir, resources_dir
 from engine.errors import EngineError
 from engine.synthetic import RouterSkew, write_synthetic_model
 from engine.synthetic_shapes import SHAPES, get_shape
@@ -41,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--hot-scale", type=float, default=3.0, help="router-row norm factor of the hot experts (default: 3)"
     )
     synth.add_argument("--verify", action="store_true", help="load the file with llama.cpp and decode a few tokens")
+
+    download = sub.add_parser("download", help="download a SmallThinker model from Hugging Face (resumable)")
+    download.add_argument(
+        "model", nargs="?", default="auto", choices=["auto", "4b", "21b"], help="which model (default: auto)"
+    )
+    download.add_argument("--models-dir", type=Path, help="where to keep models (default: the app's data folder)")
+
+    models = sub.add_parser("models", help="list the models: catalog, what is on disk, what this machine suits")
+    models.add_argument("--models-dir", type=Path, help="where models are kept (default: the app's data folder)")
+
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkouts only)")
+    bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (see its --help)")
     return parser
 
 
@@ -103,14 +125,66 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"synth": _run_synth}
+def _models_dir(args: argparse.Namespace) -> Path:
+    return args.models_dir or default_models_dir()
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    catalog = ModelCatalog.load()
+    model_id = args.model
+    if model_id == "auto":
+        choice = recommend(probe_hardware(_models_dir(args)), catalog)
+        print(choice.reason)
+        model_id = choice.model_id
+    entry = catalog.get(model_id)
+    bar = ProgressBar(f"{entry.display_name}")
+
+    def on_progress(p: DownloadProgress) -> None:
+        bar.label = "verifying" if p.phase == "verifying" else entry.display_name
+        bar(p.done_bytes, p.total_bytes)
+
+    path = ModelDownloader(_models_dir(args), token=TokenStore().load()).download(entry, progress=on_progress)
+    print(f"{entry.display_name} is ready: {path}")
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    catalog = ModelCatalog.load()
+    downloader = ModelDownloader(_models_dir(args))
+    for entry in catalog.entries:
+        local = downloader.local_path(entry)
+        where = f"downloaded: {local}" if local else "not downloaded"
+        approx = "" if entry.size_is_exact else "about "
+        print(f"{entry.id:5} {entry.display_name:20} {approx}{entry.size_bytes / 1e9:.1f} GB  {where}")
+        print(f"      {entry.description}")
+    probe = probe_hardware(_models_dir(args))
+    choice = recommend(probe, catalog)
+    features = ", ".join(sorted(probe.cpu_features)) or "none detected"
+    print(f"\nThis machine: {probe.physical_cores} cores ({probe.logical_cores} threads), CPU features: {features}")
+    print(f"Recommended: {catalog.get(choice.model_id).display_name}, {choice.mode.value}. {choice.reason}")
+    return 0
+
+
+# Benchmarks are scripts in the repository's bench/ folder, not part of the installed app.
+BENCHMARKS = {"engine": "engine.py"}
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    script = resources_dir().parent / "bench" / BENCHMARKS[args.name]
+    if not script.is_file():
+        print(f"smallthinker bench: {script} is missing; benchmarks run from a source checkout", file=sys.stderr)
+        return 1
+    return subprocess.call([sys.executable, str(script), *args.bench_args])
+
+
+_COMMANDS = {"synth": _run_synth, "download": _run_download, "models": _run_models, "bench": _run_bench}
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed subcommand; turn expected failures into a message and exit code 1."""
     try:
         return _COMMANDS[args.command](args)
-    except (EngineError, OSError) as exc:
+    except (AppError, EngineError, OSError) as exc:
         print(f"smallthinker {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -34,3 +34,8 @@ def resources_dir() -> Path:
     if bundle:
         return Path(bundle) / "resources"
     return Path(__file__).resolve().parent.parent / "resources"
+
+
+def default_models_dir() -> Path:
+    """Downloaded models, unless the settings name another folder."""
+    return data_dir() / "models"

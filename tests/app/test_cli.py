@@ -27,3 +27,33 @@ def test_unknown_shape_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["synth", "--shape", "7b", str(tmp_path / "x.gguf")])
     assert exc.value.code == 2
+
+
+def test_models_lists_the_catalog_and_a_recommendation(tmp_path, capsys):
+    assert main(["models", "--models-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SmallThinker 4B" in out and "SmallThinker 21B" in out
+    assert out.count("not downloaded") == 2
+    assert "Recommended: SmallThinker" in out
+
+
+def test_download_fetches_from_the_hub_and_lists_it(tmp_path, capsys, monkeypatch):
+    from app.catalog import ModelCatalog
+    from tests.app.fake_hub import FakeHub
+
+    entry = ModelCatalog.load().get("4b")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        hub.add_file(entry.repo_id, entry.filename, b"GGUF" + bytes(5000))
+        assert main(["download", "4b", "--models-dir", str(tmp_path)]) == 0
+    assert (tmp_path / entry.filename).read_bytes() == b"GGUF" + bytes(5000)
+    assert "is ready" in capsys.readouterr().out
+    assert main(["models", "--models-dir", str(tmp_path)]) == 0
+    assert f"downloaded: {tmp_path / entry.filename}" in capsys.readouterr().out
+
+
+def test_download_offline_without_the_model_fails_with_a_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "21b", "--models-dir", str(tmp_path)]) == 1
+    assert "offline" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Which model to recommend for this machine, and in which mode, with a reason to show.
+
+The rule (also in the README):
+- Keep back for the OS and the app a quarter of the RAM, at least 1 GiB; the rest is usable.
+- A model runs *in memory* (fastest) when its file plus its KV cache at the default
+  context fit the usable RAM. Prefer the 21B when it does, else the 4B.
+- Otherwise a model still runs in *memory-budget* mode (weights streamed from disk, hot
+  experts kept) when the usable RAM is at least its minimum budget (4B: 1 GiB, 21B:
+  8 GiB, the paper's targets). The 4B is recommended that way.
+- Below that, nothing runs well: the 4B is named, flagged as not fitting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.catalog import GIB, CatalogEntry, ModelCatalog
+from app.hardware import HardwareProbe
+
+RESERVE_FRACTION = 0.25
+RESERVE_MIN_BYTES = 1 * GIB
+
+
+class RunMode(StrEnum):
+    IN_MEMORY = "in-memory"
+    MEMORY_BUDGET = "memory-budget"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model_id: str
+    mode: RunMode
+    budget_bytes: int | None  # for memory-budget mode
+    fits: bool
+    reason: str
+
+
+def usable_ram(total_ram_bytes: int) -> int:
+    return max(0, total_ram_bytes - max(RESERVE_MIN_BYTES, int(total_ram_bytes * RESERVE_FRACTION)))
+
+
+def in_memory_need(entry: CatalogEntry) -> int:
+    return entry.size_bytes + entry.kv_bytes()
+
+
+def _gib(n: int | float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def recommend(probe: HardwareProbe, catalog: ModelCatalog) -> Recommendation:
+    small, large = catalog.get("4b"), catalog.get("21b")
+    ram, usable = probe.total_ram_bytes, usable_ram(probe.total_ram_bytes)
+    head = f"This computer has {_gib(ram)} of RAM; about {_gib(usable)} can go to the model."
+    disk_note = ""
+    if in_memory_need(large) <= usable:
+        choice, mode, budget = large, RunMode.IN_MEMORY, None
+        why = f"{large.display_name} fits in memory (it needs {_gib(in_memory_need(large))}): the best answers."
+    elif in_memory_need(small) <= usable:
+        choice, mode, budget = small, RunMode.IN_MEMORY, None
+        why = (
+            f"{small.display_name} fits in memory ({_gib(in_memory_need(small))}) and answers quickly; "
+            f"{large.display_name} would need {_gib(in_memory_need(large))}."
+        )
+    elif usable >= small.min_budget_gib * GIB:
+        choice, mode, budget = small, RunMode.MEMORY_BUDGET, usable
+        why = (
+            f"{small.display_name} fits only in memory-budget mode: its weights are read from disk as needed "
+            f"within {_gib(usable)}, so answers come more slowly."
+        )
+    else:
+        return Recommendation(
+            small.id,
+            RunMode.MEMORY_BUDGET,
+            int(small.min_budget_gib * GIB),
+            False,
+            f"{head} That is less than SmallThinker needs: even {small.display_name} wants "
+            f"{small.min_budget_gib:.0f} GiB beside the system. It may not run, or run very slowly.",
+        )
+    if probe.free_disk_bytes < choice.size_bytes:
+        disk_note = f" Free disk space is {_gib(probe.free_disk_bytes)}; the download needs {_gib(choice.size_bytes)}."
+    return Recommendation(choice.id, mode, budget, True, f"{head} {why}{disk_note}")
