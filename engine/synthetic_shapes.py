@@ -9,7 +9,7 @@ without the 21B's size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.errors import SyntheticModelError
 from engine.model_info import SMALLTHINKER_SWA_WINDOW, SWA_PATTERN
@@ -59,68 +59,28 @@ class SyntheticShape:
             raise SyntheticModelError("the vocabulary has no room for the three special tokens")
 
 
+_TINY = SyntheticShape(
+    name="tiny", n_layer=4, n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+    n_expert=8, n_expert_used=2, n_ff_exp=64, n_vocab=2048, n_normal_tokens=2045,
+    context_length=8192, sliding_window=None,
+)  # fmt: skip
+
 SHAPES: dict[str, SyntheticShape] = {
-    "tiny": SyntheticShape(
-        name="tiny",
-        n_layer=4,
-        n_embd=128,
-        n_head=4,
-        n_head_kv=2,
-        head_dim=32,
-        n_expert=8,
-        n_expert_used=2,
-        n_ff_exp=64,
-        n_vocab=2048,
-        n_normal_tokens=2045,
-        context_length=8192,
-        sliding_window=None,
-    ),
-    "tiny-swa": SyntheticShape(
-        name="tiny-swa",
-        n_layer=4,
-        n_embd=128,
-        n_head=4,
-        n_head_kv=2,
-        head_dim=32,
-        n_expert=8,
-        n_expert_used=2,
-        n_ff_exp=64,
-        n_vocab=2048,
-        n_normal_tokens=2045,
-        context_length=16384,
-        sliding_window=SMALLTHINKER_SWA_WINDOW,
-    ),
+    "tiny": _TINY,
+    # Context beyond the window, so that the window layers' smaller cache shows.
+    "tiny-swa": replace(_TINY, name="tiny-swa", context_length=16384, sliding_window=SMALLTHINKER_SWA_WINDOW),
     "4b": SyntheticShape(
-        name="4b",
-        n_layer=32,
-        n_embd=1536,
-        n_head=12,
-        n_head_kv=2,
-        head_dim=128,
-        n_expert=32,
-        n_expert_used=4,
-        n_ff_exp=768,
-        n_vocab=QWEN2_VOCAB_SIZE,
-        n_normal_tokens=QWEN2_NORMAL_TOKENS,
-        context_length=32768,
-        sliding_window=None,
+        name="4b", n_layer=32, n_embd=1536, n_head=12, n_head_kv=2, head_dim=128,
+        n_expert=32, n_expert_used=4, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,
+        n_normal_tokens=QWEN2_NORMAL_TOKENS, context_length=32768, sliding_window=None,
     ),
     "21b": SyntheticShape(
-        name="21b",
-        n_layer=52,
-        n_embd=2560,
-        n_head=28,
-        n_head_kv=4,
-        head_dim=128,
-        n_expert=64,
-        n_expert_used=6,
-        n_ff_exp=768,
-        n_vocab=QWEN2_VOCAB_SIZE,
-        n_normal_tokens=QWEN2_NORMAL_TOKENS,
-        context_length=16384,
+        name="21b", n_layer=52, n_embd=2560, n_head=28, n_head_kv=4, head_dim=128,
+        n_expert=64, n_expert_used=6, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,
+        n_normal_tokens=QWEN2_NORMAL_TOKENS, context_length=16384,
         sliding_window=SMALLTHINKER_SWA_WINDOW,
     ),
-}
+}  # fmt: skip
 
 
 def get_shape(name: str) -> SyntheticShape:

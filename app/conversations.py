@@ -1,0 +1,148 @@
+"""Conversations and their messages in SQLite, under the app's data folder.
+
+Every write is its own transaction, so a message saved is a message kept, whatever
+happens to the process afterwards. WAL mode lets the UI read while a write lands.
+A streamed answer is saved when it completes, or as partial when stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import AppError
+from app.paths import data_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+    content TEXT NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
+"""
+SCHEMA_VERSION = 1
+
+
+class StoreError(AppError, RuntimeError):
+    """The conversation database cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    complete: bool  # False: an answer stopped part-way
+
+
+class ConversationStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or data_dir() / "conversations.sqlite3"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The UI's worker thread and tests may use one store from different threads, one at a time.
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the conversation database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        try:
+            with self._db:  # one transaction, committed on return
+                return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not save to {self.path}: {exc}") from exc
+
+    # --- conversations ----------------------------------------------------------------------
+    def create(self, title: str = "New chat") -> Conversation:
+        now = time.time()
+        cursor = self._write(
+            "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)", (title, now, now)
+        )
+        return Conversation(cursor.lastrowid, title, now, now)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._write("UPDATE conversations SET title = ? WHERE id = ?", (title.strip() or "Untitled", conversation_id))
+
+    def delete(self, conversation_id: int) -> None:
+        self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def list(self, search: str = "") -> list[Conversation]:
+        """Most recently active first; `search` matches titles and message text."""
+        if search:
+            like = f"%{search.replace('%', '').replace('_', '')}%"
+            rows = self._db.execute(
+                "SELECT DISTINCT c.id, c.title, c.created_at, c.updated_at FROM conversations c "
+                "LEFT JOIN messages m ON m.conversation_id = c.id "
+                "WHERE c.title LIKE ? OR m.content LIKE ? ORDER BY c.updated_at DESC, c.id DESC",
+                (like, like),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT id, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, id DESC"
+            )
+        return [Conversation(*row) for row in rows]
+
+    def get(self, conversation_id: int) -> Conversation:
+        row = self._db.execute(
+            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"there is no conversation {conversation_id}")
+        return Conversation(*row)
+
+    # --- messages ---------------------------------------------------------------------------------
+    def add_message(self, conversation_id: int, role: str, content: str, *, complete: bool = True) -> Message:
+        now = time.time()
+        try:
+            with self._db:
+                cursor = self._db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, complete, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (conversation_id, role, content, int(complete), now),
+                )
+                self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not save the message: {exc}") from exc
+        return Message(cursor.lastrowid, conversation_id, role, content, complete)
+
+    def update_message(self, message_id: int, content: str, *, complete: bool = True) -> None:
+        self._write("UPDATE messages SET content = ?, complete = ? WHERE id = ?", (content, int(complete), message_id))
+
+    def delete_messages_from(self, conversation_id: int, message_id: int) -> None:
+        """Remove a message and everything after it (for regenerate and edit-and-resend)."""
+        self._write("DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (conversation_id, message_id))
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT id, conversation_id, role, content, complete FROM messages WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        )
+        return [Message(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]

@@ -1,0 +1,113 @@
+"""The user's settings: one typed dataclass with defaults and bounds, saved atomically.
+
+A missing file means defaults. A corrupt one is logged, kept aside as
+`settings.json.corrupt` for inspection, and replaced by defaults; a value out of its
+bounds is clamped. The Hugging Face token is never here (see app.hf_token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.paths import config_dir
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+THEMES = ("system", "light", "dark")
+KV_TYPES = ("f16", "q8_0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    threads: int = field(default=0, metadata={"bounds": (0, 256)})  # 0: automatic
+    context_length: int = field(default=8192, metadata={"bounds": (512, 131072)})
+    temperature: float = field(default=0.6, metadata={"bounds": (0.0, 2.0)})
+    top_p: float = field(default=0.95, metadata={"bounds": (0.01, 1.0)})
+    top_k: int = field(default=20, metadata={"bounds": (0, 1000)})
+    max_tokens: int = field(default=1024, metadata={"bounds": (1, 32768)})
+    system_prompt: str = "You are a helpful assistant."
+    memory_budget_gib: float = field(default=0.0, metadata={"bounds": (0.0, 1024.0)})  # 0: automatic
+    kv_cache_type: str = field(default="f16", metadata={"choices": KV_TYPES})
+    theme: str = field(default="system", metadata={"choices": THEMES})
+    font_size: int = field(default=11, metadata={"bounds": (6, 32)})
+    models_dir: str = ""  # empty: the default folder
+    model_path: str = ""  # the model last loaded
+
+    # Changing these means loading the model again.
+    RELOAD_FIELDS = ("threads", "context_length", "memory_budget_gib", "kv_cache_type", "model_path")
+
+    def needs_reload(self, other: Settings) -> bool:
+        return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD_FIELDS)
+
+    def checked(self) -> Settings:
+        """A copy with every value inside its bounds or choices."""
+        changes = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if "bounds" in f.metadata:
+                low, high = f.metadata["bounds"]
+                clamped = type(f.default)(min(max(value, low), high))
+                if clamped != value:
+                    log.warning("setting %s=%r is outside %s..%s; using %r", f.name, value, low, high, clamped)
+                    changes[f.name] = clamped
+            elif "choices" in f.metadata and value not in f.metadata["choices"]:
+                log.warning("setting %s=%r is not one of %s; using %r", f.name, value, f.metadata["choices"], f.default)
+                changes[f.name] = f.default
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+def _from_dict(data: dict) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values = {}
+    for name, value in data.items():
+        f = fields.get(name)
+        if f is None:
+            continue  # a setting from another version
+        expected = type(f.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            log.warning("setting %s has the wrong type (%s); using the default", name, type(value).__name__)
+            continue
+        values[name] = value
+    return Settings(**values).checked()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    path = path or settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
+            raise ValueError("not a settings object")
+        return _from_dict(data["values"])
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.error("settings file %s is unreadable (%s); using defaults", path, exc)
+        with contextlib.suppress(OSError):
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        return Settings()
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    """Write atomically: a crash mid-save leaves the previous file intact."""
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump({"schema_version": SCHEMA_VERSION, "values": values}, out, indent=2)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
