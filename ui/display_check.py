@@ -1,14 +1,42 @@
 """Find out, before Qt does, whether a window can be shown at all.
 
-Without a display Qt's xcb plugin aborts the whole process with a core dump; a person
-deserves a sentence instead.
+Without a display, or without one of the system libraries its X11 plugin needs, Qt
+aborts the whole process with a core dump; a person deserves a sentence instead.
 """
 
 from __future__ import annotations
 
-import ctypes.util
+import ctypes
 import os
+import re
 import sys
+from pathlib import Path
+
+# What Qt 6's xcb plugin needs beyond libxcb itself (Debian/Ubuntu package names).
+QT_X11_PACKAGES = "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0"
+
+
+def missing_library_message(error: OSError) -> str:
+    """A sentence naming the library the dynamic loader could not find."""
+    match = re.search(r"(lib[\w+.-]+?\.so(?:\.\d+)*)", str(error))
+    library = match.group(1) if match else "a system library"
+    return (
+        f"Qt cannot open a window on X11: {library} is missing. "
+        f"On Debian or Ubuntu install Qt's X11 libraries: sudo apt-get install {QT_X11_PACKAGES}"
+    )
+
+
+def _xcb_plugin_problem() -> str | None:
+    import PySide6
+
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return None  # a build without the plugin: let Qt explain
+    try:
+        ctypes.CDLL(str(plugin))  # the loader names the first missing dependency
+    except OSError as exc:
+        return missing_library_message(exc)
+    return None
 
 
 def display_problem() -> str | None:
@@ -24,9 +52,6 @@ def display_problem() -> str | None:
             "Run SmallThinker from a desktop session, or use the headless subcommands "
             "(see `smallthinker --help`)."
         )
-    if not os.environ.get("WAYLAND_DISPLAY") and ctypes.util.find_library("xcb-cursor") is None:
-        return (
-            "Qt needs the system library libxcb-cursor to open a window on X11. "
-            "Install it (Debian/Ubuntu: `sudo apt-get install libxcb-cursor0`) and start SmallThinker again."
-        )
-    return None
+    if os.environ.get("WAYLAND_DISPLAY") and not platform:
+        return None  # Qt prefers Wayland there
+    return _xcb_plugin_problem()

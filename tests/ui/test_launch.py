@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from ui.display_check import display_problem
+from ui.display_check import display_problem, missing_library_message
 from ui.main_window import MainWindow
 
 
@@ -31,3 +31,10 @@ def test_launching_without_a_display_exits_with_a_message_not_an_abort():
     done = subprocess.run([sys.executable, "-m", "ui"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "No display found" in done.stderr
+
+
+def test_a_missing_x11_library_is_named_with_the_package_to_install():
+    error = OSError("libxcb-icccm.so.4: cannot open shared object file: No such file or directory")
+    message = missing_library_message(error)
+    assert "libxcb-icccm.so.4 is missing" in message
+    assert "apt-get install" in message and "libxcb-icccm4" in message
