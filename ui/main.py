@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.cli import build_parser, configure_logging, run_command
 from ui.display_check import display_problem
@@ -20,12 +21,18 @@ def launch_window(argv: Sequence[str]) -> int:
         return 2
     from PySide6.QtWidgets import QApplication
 
+    from app.conversations import ConversationStore
+    from app.settings import load_settings
+    from ui.engine_worker import EngineThread
     from ui.main_window import MainWindow
 
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("SmallThinker Desktop")
-    window = MainWindow()
+    settings = load_settings()
+    window = MainWindow(ConversationStore(), settings, EngineThread())
     window.show()
+    if settings.model_path and Path(settings.model_path).is_file():
+        window.load_model(settings.model_path)
     return app.exec()
 
 

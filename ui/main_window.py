@@ -1,17 +1,230 @@
-"""The main window. A placeholder until the chat UI lands."""
+"""The main window: conversations on the left, the chat on the right, live figures below."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QMainWindow
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chat_session import ChatSession
+from app.conversations import ConversationStore
+from app.settings import Settings, save_settings
+from ui.chat_view import ChatView, MessageInput
+from ui.engine_worker import AnswerDone, EngineThread, LoadedModel, engine_config, sampling_params
+
+_MB = 1e6
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    # Emitted on the GUI thread once the window has handled the worker's news.
+    answer_streamed = Signal(str)
+    answer_finished = Signal(object)  # AnswerDone, or None when the answer failed
+    model_changed = Signal(object)  # LoadedModel, or None when loading failed
+
+    def __init__(self, store: ConversationStore, settings: Settings, engine: EngineThread) -> None:
         super().__init__()
         self.setWindowTitle("SmallThinker Desktop")
-        self.resize(960, 640)
-        placeholder = QLabel("SmallThinker Desktop\n\nThe chat view arrives with the chat UI.")
-        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        placeholder.setAccessibleName("Welcome message")
-        self.setCentralWidget(placeholder)
+        self.resize(1100, 720)
+        self.store, self.settings, self.engine = store, settings, engine
+        self.session = ChatSession(store, settings)
+        self.conversation_id: int | None = None
+        self.model: LoadedModel | None = None
+        self.busy = False
+        self._build_widgets()
+        self._build_actions()
+        self._connect_worker()
+        self.refresh_conversations()
+        self._memory_timer = QTimer(self, interval=500, timeout=self._show_memory)
+        self._memory_timer.start()
+
+    # --- layout ---------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.conversation_list = QListWidget()
+        self.conversation_list.setAccessibleName("Conversations")
+        self.conversation_list.currentItemChanged.connect(self._conversation_chosen)
+        new_chat = QPushButton("New chat")
+        new_chat.clicked.connect(self.new_chat)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(new_chat)
+        left_layout.addWidget(self.conversation_list)
+
+        self.model_label = QLabel("No model loaded. Use File > Open GGUF file… to load one.")
+        self.chat_view = ChatView()
+        self.input = MessageInput()
+        self.input.submitted.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.setAccessibleName("Send or stop")
+        self.send_button.clicked.connect(self._send_or_stop)
+        row = QHBoxLayout()
+        row.addWidget(self.input)
+        row.addWidget(self.send_button)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.model_label)
+        right_layout.addWidget(self.chat_view, stretch=1)
+        right_layout.addLayout(row)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setSizes([260, 840])
+        self.setCentralWidget(splitter)
+
+        self.speed_label, self.context_label, self.memory_label = QLabel(), QLabel(), QLabel()
+        for label in (self.speed_label, self.context_label, self.memory_label):
+            self.statusBar().addPermanentWidget(label)
+
+    def _build_actions(self) -> None:
+        open_model = QAction("Open GGUF file…", self, shortcut=QKeySequence.StandardKey.Open)
+        open_model.triggered.connect(self._choose_model_file)
+        self.menuBar().addMenu("&File").addAction(open_model)
+        self.addAction(QAction(self, shortcut=QKeySequence("Ctrl+N"), triggered=self.new_chat))
+        self.addAction(QAction(self, shortcut=QKeySequence(Qt.Key.Key_Escape), triggered=self.stop))
+
+    def _connect_worker(self) -> None:
+        worker = self.engine.worker
+        worker.loaded.connect(self._model_loaded)
+        worker.load_failed.connect(self._model_failed)
+        worker.text_streamed.connect(self._answer_streamed)
+        worker.answer_done.connect(self._answer_done)
+        worker.answer_failed.connect(self._answer_failed)
+
+    # --- model ------------------------------------------------------------------------------------
+    def load_model(self, path: str) -> None:
+        self.model_label.setText(f"Loading {Path(path).name}…")
+        self.engine.request_load.emit(path, engine_config(self.settings))
+
+    def _choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a SmallThinker GGUF file", "", "GGUF models (*.gguf)")
+        if path:
+            self.load_model(path)
+
+    def _model_loaded(self, model: LoadedModel) -> None:
+        self.model = model
+        self.model_label.setText(f"{model.name} · {model.memory_mode} · loaded in {model.load_seconds:.1f} s")
+        self.context_label.setText(f"context 0 / {model.context_length:,}")
+        if model.path != self.settings.model_path:
+            self.settings = self.session.settings = _with_model(self.settings, model.path)
+            save_settings(self.settings)
+        self.model_changed.emit(model)
+
+    def _model_failed(self, message: str) -> None:
+        self.model = None
+        self.model_label.setText(f"The model could not be loaded: {message}")
+        self.model_changed.emit(None)
+
+    # --- conversations ------------------------------------------------------------------------------
+    def refresh_conversations(self) -> None:
+        self.conversation_list.blockSignals(True)
+        self.conversation_list.clear()
+        for conversation in self.store.list():
+            item = QListWidgetItem(conversation.title)
+            item.setData(Qt.ItemDataRole.UserRole, conversation.id)
+            self.conversation_list.addItem(item)
+            if conversation.id == self.conversation_id:
+                self.conversation_list.setCurrentItem(item)
+        self.conversation_list.blockSignals(False)
+
+    def _conversation_chosen(self, item: QListWidgetItem | None) -> None:
+        if item is None or self.busy:
+            return
+        self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
+        self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+
+    def new_chat(self) -> None:
+        if self.busy:
+            return
+        self.conversation_id = None
+        self.conversation_list.clearSelection()
+        self.chat_view.show_messages([])
+        self.input.setFocus()
+
+    # --- chatting --------------------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        if self.busy or not text.strip():
+            return
+        if self.model is None:
+            self.statusBar().showMessage("Load a model first (File > Open GGUF file…).", 5000)
+            self.input.setPlainText(text)
+            return
+        pending = self.session.send(self.conversation_id, text)
+        self.conversation_id = pending.conversation_id
+        self.refresh_conversations()
+        self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+        self.chat_view.begin_answer()
+        self._set_busy(True)
+        self.engine.request_generate.emit(pending.messages, sampling_params(self.settings))
+
+    def stop(self) -> None:
+        if self.busy:
+            self.engine.worker.request_stop()
+
+    def _send_or_stop(self) -> None:
+        if self.busy:
+            self.stop()
+        else:
+            self.send(self.input.toPlainText())
+            self.input.clear()
+
+    def _answer_streamed(self, text: str) -> None:
+        self.chat_view.append_answer(text)
+        self.answer_streamed.emit(text)
+
+    def _answer_done(self, done: AnswerDone) -> None:
+        self.chat_view.end_answer()
+        self.session.answer_finished(self.conversation_id, done.text, complete=done.finish_reason != "cancelled")
+        stats = done.stats
+        self.speed_label.setText(
+            f"{stats.decode_tokens_per_second:.1f} tok/s · prefill {stats.prefill_tokens_per_second:.0f} tok/s"
+            f" · first token {stats.ttft_seconds:.2f} s"
+        )
+        self.context_label.setText(f"context {stats.context_used:,} / {stats.context_length:,}")
+        if done.notice:
+            self.statusBar().showMessage(done.notice, 10000)
+        self._set_busy(False)
+        self.answer_finished.emit(done)
+
+    def _answer_failed(self, message: str) -> None:
+        self.chat_view.end_answer()
+        self.statusBar().showMessage(message, 15000)
+        self._set_busy(False)
+        self.answer_finished.emit(None)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.send_button.setText("Stop" if busy else "Send")
+
+    def _show_memory(self) -> None:
+        report = self.engine.worker.memory_report()
+        if report is None:
+            self.memory_label.setText("")
+            return
+        resident = report.model_resident_bytes
+        model = f"model {resident / _MB:,.0f} MB" if resident is not None else "model ?"
+        self.memory_label.setText(
+            f"RSS {report.rss_bytes / _MB:,.0f} MB · {model} · KV {report.kv_bytes / _MB:,.0f} MB"
+        )
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self._memory_timer.stop()
+        self.engine.stop()
+        super().closeEvent(event)
+
+
+def _with_model(settings: Settings, path: str) -> Settings:
+    return replace(settings, model_path=path)

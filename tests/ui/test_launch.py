@@ -4,17 +4,26 @@ import os
 import subprocess
 import sys
 
+from app.conversations import ConversationStore
+from app.settings import Settings
 from ui.display_check import display_problem, missing_library_message
+from ui.engine_worker import EngineThread
 from ui.main_window import MainWindow
 
 
-def test_main_window_opens(qtbot):
-    window = MainWindow()
+def test_main_window_opens_without_a_model_and_says_what_to_do(qtbot, isolated_app_folders):
+    engine = EngineThread()
+    window = MainWindow(ConversationStore(isolated_app_folders["data"] / "c.sqlite3"), Settings(), engine)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
-    assert window.isVisible()
     assert window.windowTitle() == "SmallThinker Desktop"
+    assert "No model loaded" in window.model_label.text()
+    window.send("Hello?")
+    assert not window.busy and window.input.toPlainText() == "Hello?"  # kept, not lost
+    assert "Load a model first" in window.statusBar().currentMessage()
+    window.close()
+    assert not engine.thread.isRunning()
 
 
 def test_no_display_is_reported_in_words(monkeypatch):

@@ -1,0 +1,53 @@
+"""What happens to a conversation when the user sends a message: no Qt, no engine calls.
+
+The UI asks this for the messages to give the engine, and tells it how the answer
+ended; the store gets the user's message at once and the answer when it completes
+(or, stopped, as a partial answer), so nothing typed or generated is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.conversations import ConversationStore, Message
+from app.settings import Settings
+
+_TITLE_CHARS = 48
+
+
+@dataclass(frozen=True)
+class PendingAnswer:
+    conversation_id: int
+    messages: tuple[tuple[str, str], ...]  # (role, content) for the engine, system prompt first
+
+
+class ChatSession:
+    def __init__(self, store: ConversationStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def engine_messages(self, conversation_id: int) -> tuple[tuple[str, str], ...]:
+        history = [(m.role, m.content) for m in self.store.messages(conversation_id) if m.content]
+        system = self.settings.system_prompt.strip()
+        return ((("system", system),) if system else ()) + tuple(history)
+
+    def send(self, conversation_id: int | None, text: str) -> PendingAnswer:
+        """Save the user's message (creating the conversation if needed) and say what to answer."""
+        text = text.strip()
+        if not text:
+            raise ValueError("an empty message is not sent")
+        if conversation_id is None:
+            conversation_id = self.store.create(_title_from(text)).id
+        self.store.add_message(conversation_id, "user", text)
+        return PendingAnswer(conversation_id, self.engine_messages(conversation_id))
+
+    def answer_finished(self, conversation_id: int, text: str, *, complete: bool) -> Message | None:
+        """Save the answer; a stopped one is kept, marked partial. Nothing is saved for no text."""
+        if not text:
+            return None
+        return self.store.add_message(conversation_id, "assistant", text, complete=complete)
+
+
+def _title_from(text: str) -> str:
+    first_line = text.splitlines()[0].strip()
+    return first_line if len(first_line) <= _TITLE_CHARS else first_line[: _TITLE_CHARS - 1].rstrip() + "…"

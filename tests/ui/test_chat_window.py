@@ -1,0 +1,73 @@
+"""The chat window on the tiny model: streaming, stop, persistence."""
+
+from __future__ import annotations
+
+import re
+
+from PySide6.QtCore import Qt
+
+
+def send_and_wait(qtbot, window, text):
+    with qtbot.waitSignal(window.answer_finished, timeout=60_000) as done:
+        window.input.setPlainText(text)
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    return done.args[0]
+
+
+def test_sending_streams_an_answer_and_shows_the_speed(qtbot, open_window):
+    window = open_window(max_tokens=40)
+    streamed = []
+    window.answer_streamed.connect(streamed.append)
+    done = send_and_wait(qtbot, window, "Hello, who are you?")
+    assert done.finish_reason == "length" and done.stats.tokens_out == 40
+    assert streamed and "".join(streamed) == done.text
+    shown = window.chat_view.toPlainText()
+    assert "Hello, who are you?" in shown and done.text.split()[0] in shown
+    assert re.search(r"\d+\.\d tok/s", window.speed_label.text())
+    assert window.input.toPlainText() == ""  # Enter sent it
+    assert not window.busy and window.send_button.text() == "Send"
+
+
+def test_shift_enter_adds_a_line_instead_of_sending(qtbot, open_window):
+    window = open_window()
+    window.input.setPlainText("first line")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert not window.busy and window.input.toPlainText().count("\n") == 1
+
+
+def test_stop_mid_answer_keeps_the_partial_answer(qtbot, open_window):
+    window = open_window(max_tokens=30000, context_length=32768)
+    window.answer_streamed.connect(lambda _text: window.stop())  # stop at the first update
+    with qtbot.waitSignal(window.answer_finished, timeout=60_000) as done:
+        window.send("Write a very long story")
+    answer = done.args[0]
+    assert answer.finish_reason == "cancelled"
+    assert 0 < answer.stats.tokens_out < 30000
+    saved = window.store.messages(window.conversation_id)
+    assert [(m.role, m.complete) for m in saved] == [("user", True), ("assistant", False)]
+    assert saved[1].content == answer.text
+
+
+def test_conversations_are_there_after_closing_and_reopening(qtbot, open_window):
+    window = open_window(max_tokens=8)
+    send_and_wait(qtbot, window, "Remember the alpine lakes")
+    send_and_wait(qtbot, window, "And the glaciers")
+    window.new_chat()
+    send_and_wait(qtbot, window, "Another topic entirely")
+    window.close()
+    reopened = open_window()
+    titles = [reopened.conversation_list.item(i).text() for i in range(reopened.conversation_list.count())]
+    assert titles == ["Another topic entirely", "Remember the alpine lakes"]
+    reopened.conversation_list.setCurrentRow(1)
+    shown = reopened.chat_view.toPlainText()
+    assert "Remember the alpine lakes" in shown and "And the glaciers" in shown
+
+
+def test_a_bad_model_file_is_reported_in_the_window(qtbot, open_window, tmp_path):
+    window = open_window()
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    with qtbot.waitSignal(window.model_changed, timeout=30_000) as failed:
+        window.load_model(str(bad))
+    assert failed.args[0] is None
+    assert "could not be loaded" in window.model_label.text() and "broken.gguf" in window.model_label.text()

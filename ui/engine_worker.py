@@ -1,0 +1,170 @@
+"""The engine on a thread of its own, for the app's whole life.
+
+One worker QObject is moved onto a QThread (the gpt4all pattern): requests arrive as
+queued signals, so the GUI thread never waits on llama.cpp, the disk or the network.
+Stop is a threading.Event the GUI sets directly, because the worker's event loop is
+busy while it generates. Streamed text is coalesced to about 30 updates a second.
+Signals carry plain values and frozen dataclasses only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.settings import Settings
+from engine.chunks import ChatStats
+from engine.config import EngineConfig, KvType, SamplingParams
+from engine.engine import Engine
+from engine.errors import EngineError
+from engine.memory_report import MemoryReport
+
+log = logging.getLogger(__name__)
+
+_EMIT_INTERVAL = 1 / 30
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    path: str
+    context_length: int
+    memory_mode: str
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    text: str
+    finish_reason: str  # stop, length, cancelled, context-full
+    stats: ChatStats
+    notice: str
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    budget = int(settings.memory_budget_gib * GIB) if settings.memory_budget_gib > 0 else None
+    return EngineConfig(
+        n_threads=settings.threads,
+        n_ctx=settings.context_length,
+        memory_budget_bytes=budget,
+        kv_type=KvType(settings.kv_cache_type),
+    )
+
+
+def sampling_params(settings: Settings) -> SamplingParams:
+    return SamplingParams(
+        temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, max_tokens=settings.max_tokens
+    )
+
+
+class EngineWorker(QObject):
+    loaded = Signal(object)  # LoadedModel
+    load_failed = Signal(str)
+    text_streamed = Signal(str)  # coalesced new text of the answer
+    answer_done = Signal(object)  # AnswerDone
+    answer_failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()  # the GUI thread reads memory reports
+        self._stop = threading.Event()
+
+    # --- called directly from the GUI thread ---------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def memory_report(self) -> MemoryReport | None:
+        with self._engine_lock:
+            return self._engine.memory_report() if self._engine is not None else None
+
+    # --- slots, run on the worker thread ---------------------------------------------------------
+    @Slot(str, object)
+    def load(self, path: str, config: EngineConfig) -> None:
+        try:
+            with self._engine_lock:
+                if self._engine is not None:
+                    self._engine.close()
+                    self._engine = None
+            engine = Engine(path, config)
+        except (EngineError, OSError) as exc:
+            self.load_failed.emit(str(exc))
+            return
+        except Exception as exc:  # the thread boundary: report, never die silently
+            log.exception("loading %s failed", path)
+            self.load_failed.emit(f"Loading the model failed unexpectedly: {exc}")
+            return
+        with self._engine_lock:
+            self._engine = engine
+        info = engine.info
+        self.loaded.emit(
+            LoadedModel(info.name, str(info.path), engine.n_ctx, engine.memory_mode.value, engine.load_seconds)
+        )
+
+    @Slot(object, object)
+    def generate(self, messages: tuple[tuple[str, str], ...], sampling: SamplingParams) -> None:
+        self._stop.clear()
+        engine = self._engine
+        if engine is None:
+            self.answer_failed.emit("No model is loaded yet.")
+            return
+        parts: list[str] = []
+        pending: list[str] = []
+        last_emit = time.monotonic()
+        try:
+            chat = [{"role": role, "content": content} for role, content in messages]
+            for chunk in engine.stream_chat(chat, sampling, self._stop):
+                parts.append(chunk.text)
+                pending.append(chunk.text)
+                now = time.monotonic()
+                if pending and (now - last_emit >= _EMIT_INTERVAL or chunk.is_final):
+                    self.text_streamed.emit("".join(pending))
+                    pending.clear()
+                    last_emit = now
+                if chunk.is_final:
+                    self.answer_done.emit(
+                        AnswerDone("".join(parts), chunk.finish_reason.value, chunk.stats, chunk.notice)
+                    )
+        except EngineError as exc:
+            self.answer_failed.emit(str(exc))
+        except Exception as exc:
+            log.exception("generation failed")
+            self.answer_failed.emit(f"The answer failed unexpectedly: {exc}")
+
+    @Slot()
+    def shutdown(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+
+
+class EngineThread(QObject):
+    """Owns the worker's QThread; the GUI talks to the worker through these signals."""
+
+    request_load = Signal(str, object)
+    request_generate = Signal(object, object)
+    request_shutdown = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = QThread()
+        self.thread.setObjectName("engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self.thread)
+        self.request_load.connect(self.worker.load)
+        self.request_generate.connect(self.worker.generate)
+        self.request_shutdown.connect(self.worker.shutdown)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop any answer, free the model, and end the thread (waits for it)."""
+        self.worker.request_stop()
+        self.request_shutdown.emit()
+        self.thread.quit()
+        self.thread.wait()
