@@ -16,15 +16,23 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from app.catalog import ModelCatalog
 from app.chat_session import ChatSession
 from app.conversations import ConversationStore
+from app.hardware import probe_hardware
+from app.hf_token import TokenStore
+from app.model_choice import recommend
+from app.paths import default_models_dir
 from app.settings import Settings, save_settings
 from ui.chat_view import ChatView, MessageInput
+from ui.download_worker import DownloadThread
 from ui.engine_worker import AnswerDone, EngineThread, LoadedModel, engine_config, sampling_params
+from ui.first_run import FirstRunPage
 
 _MB = 1e6
 
@@ -35,11 +43,20 @@ class MainWindow(QMainWindow):
     answer_finished = Signal(object)  # AnswerDone, or None when the answer failed
     model_changed = Signal(object)  # LoadedModel, or None when loading failed
 
-    def __init__(self, store: ConversationStore, settings: Settings, engine: EngineThread) -> None:
+    def __init__(
+        self,
+        store: ConversationStore,
+        settings: Settings,
+        engine: EngineThread,
+        downloads: DownloadThread | None = None,
+    ) -> None:
         super().__init__()
         self.setWindowTitle("SmallThinker Desktop")
         self.resize(1100, 720)
         self.store, self.settings, self.engine = store, settings, engine
+        self.downloads = downloads or DownloadThread()
+        self.catalog = ModelCatalog.load()
+        self.tokens = TokenStore()
         self.session = ChatSession(store, settings)
         self.conversation_id: int | None = None
         self.model: LoadedModel | None = None
@@ -73,11 +90,23 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.input)
         row.addWidget(self.send_button)
+        chat_panel = QWidget()
+        chat_layout = QVBoxLayout(chat_panel)
+        chat_layout.addWidget(self.chat_view, stretch=1)
+        chat_layout.addLayout(row)
+        models_dir = self.models_dir()
+        probe = probe_hardware(models_dir)
+        self.first_run = FirstRunPage(self.catalog, probe, recommend(probe, self.catalog))
+        self.first_run.download_requested.connect(self._download)
+        self.first_run.cancel_requested.connect(self.downloads.worker.request_cancel)
+        self.first_run.open_file_requested.connect(self._choose_model_file)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.first_run)
+        self.pages.addWidget(chat_panel)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.model_label)
-        right_layout.addWidget(self.chat_view, stretch=1)
-        right_layout.addLayout(row)
+        right_layout.addWidget(self.pages, stretch=1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -97,6 +126,11 @@ class MainWindow(QMainWindow):
         self.addAction(QAction(self, shortcut=QKeySequence(Qt.Key.Key_Escape), triggered=self.stop))
 
     def _connect_worker(self) -> None:
+        downloads = self.downloads.worker
+        downloads.progress.connect(self.first_run.show_progress)
+        downloads.finished.connect(self._downloaded)
+        downloads.cancelled.connect(self.first_run.show_message)
+        downloads.failed.connect(self.first_run.show_message)
         worker = self.engine.worker
         worker.loaded.connect(self._model_loaded)
         worker.load_failed.connect(self._model_failed)
@@ -105,6 +139,16 @@ class MainWindow(QMainWindow):
         worker.answer_failed.connect(self._answer_failed)
 
     # --- model ------------------------------------------------------------------------------------
+    def models_dir(self) -> Path:
+        return Path(self.settings.models_dir) if self.settings.models_dir else default_models_dir()
+
+    def _download(self, model_id: str) -> None:
+        self.downloads.request_start.emit(self.catalog.get(model_id), str(self.models_dir()), self.tokens.load())
+
+    def _downloaded(self, path: str) -> None:
+        self.first_run.show_message("Downloaded and verified. Loading the model…")
+        self.load_model(path)
+
     def load_model(self, path: str) -> None:
         self.model_label.setText(f"Loading {Path(path).name}…")
         self.engine.request_load.emit(path, engine_config(self.settings))
@@ -118,6 +162,7 @@ class MainWindow(QMainWindow):
         self.model = model
         self.model_label.setText(f"{model.name} · {model.memory_mode} · loaded in {model.load_seconds:.1f} s")
         self.context_label.setText(f"context 0 / {model.context_length:,}")
+        self.pages.setCurrentIndex(1)
         if model.path != self.settings.model_path:
             self.settings = self.session.settings = _with_model(self.settings, model.path)
             save_settings(self.settings)
@@ -126,6 +171,7 @@ class MainWindow(QMainWindow):
     def _model_failed(self, message: str) -> None:
         self.model = None
         self.model_label.setText(f"The model could not be loaded: {message}")
+        self.pages.setCurrentIndex(0)
         self.model_changed.emit(None)
 
     # --- conversations ------------------------------------------------------------------------------
@@ -222,6 +268,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self._memory_timer.stop()
+        self.downloads.stop()
         self.engine.stop()
         super().closeEvent(event)
 

@@ -35,6 +35,6 @@ def open_window(qtbot, tiny_model_path, isolated_app_folders):
     yield open_one
     for window in opened:
         window.close()
-    running = [w.engine.thread for w in opened if w.engine.thread.isRunning()]
-    assert not running, "a window left its engine QThread running"
+    running = [t for w in opened for t in (w.engine.thread, w.downloads.thread) if t.isRunning()]
+    assert not running, "a window left a QThread running"
     assert all(isinstance(w.engine.thread, QThread) for w in opened)

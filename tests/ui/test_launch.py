@@ -22,8 +22,9 @@ def test_main_window_opens_without_a_model_and_says_what_to_do(qtbot, isolated_a
     window.send("Hello?")
     assert not window.busy and window.input.toPlainText() == "Hello?"  # kept, not lost
     assert "Load a model first" in window.statusBar().currentMessage()
+    assert window.pages.currentWidget() is window.first_run
     window.close()
-    assert not engine.thread.isRunning()
+    assert not engine.thread.isRunning() and not window.downloads.thread.isRunning()
 
 
 def test_no_display_is_reported_in_words(monkeypatch):
