@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean screenshot
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ lint: $(INSTALLED)
 
 test: $(INSTALLED) lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+# A real window on a virtual X server (Debian packages, installed when missing).
+QT_X11_PACKAGES := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0
+screenshot: $(INSTALLED)
+	command -v xvfb-run >/dev/null && dpkg -s $(QT_X11_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq $(QT_X11_PACKAGES))
+	env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" $(PY) docs/screenshot.py docs/main-window.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

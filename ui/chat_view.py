@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QKeyEvent, QTextCursor
+from PySide6.QtGui import QFont, QKeyEvent, QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QTextBrowser
 
 _ROLE_LABELS = {"user": "You", "assistant": "SmallThinker", "system": "System"}
@@ -33,16 +33,27 @@ class ChatView(QTextBrowser):
             self._insert_message(cursor, role, content)
         self.moveCursor(QTextCursor.MoveOperation.End)
 
-    def _insert_message(self, cursor: QTextCursor, role: str, content: str) -> None:
+    def _insert_label(self, cursor: QTextCursor, role: str) -> None:
+        """The speaker's name in a block of its own, then a new block for the message."""
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertMarkdown(f"**{_ROLE_LABELS.get(role, role)}**\n\n")
-        cursor.insertMarkdown(content + "\n\n")
+        label_format = QTextBlockFormat()
+        label_format.setTopMargin(14 if not self.document().isEmpty() else 0)
+        if self.document().isEmpty():
+            cursor.setBlockFormat(label_format)
+        else:
+            cursor.insertBlock(label_format)
+        bold = QTextCharFormat()
+        bold.setFontWeight(QFont.Weight.Bold)
+        cursor.insertText(_ROLE_LABELS.get(role, role), bold)
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+
+    def _insert_message(self, cursor: QTextCursor, role: str, content: str) -> None:
+        self._insert_label(cursor, role)
+        cursor.insertMarkdown(content)
 
     def begin_answer(self) -> None:
         cursor = self.textCursor()
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertMarkdown(f"**{_ROLE_LABELS['assistant']}**\n\n")
-        cursor.movePosition(QTextCursor.MoveOperation.End)
+        self._insert_label(cursor, "assistant")
         self._answer_start = cursor.position()
         self._answer_text = ""
 

@@ -21,8 +21,10 @@ def test_sending_streams_an_answer_and_shows_the_speed(qtbot, open_window):
     done = send_and_wait(qtbot, window, "Hello, who are you?")
     assert done.finish_reason == "length" and done.stats.tokens_out == 40
     assert streamed and "".join(streamed) == done.text
-    shown = window.chat_view.toPlainText()
-    assert "Hello, who are you?" in shown and done.text.split()[0] in shown
+    blocks = window.chat_view.toPlainText().split("\n")
+    # Each speaker's name stands on a line of its own, above the message.
+    assert blocks[:3] == ["You", "Hello, who are you?", "SmallThinker"]
+    assert blocks[3].strip() == done.text.strip()
     assert re.search(r"\d+\.\d tok/s", window.speed_label.text())
     assert window.input.toPlainText() == ""  # Enter sent it
     assert not window.busy and window.send_button.text() == "Send"
