@@ -41,11 +41,51 @@ class ChatSession:
         self.store.add_message(conversation_id, "user", text)
         return PendingAnswer(conversation_id, self.engine_messages(conversation_id))
 
+    def regenerate(self, conversation_id: int) -> PendingAnswer:
+        """Drop the last answer (and anything after it) so the last user message is answered again."""
+        messages = self.store.messages(conversation_id)
+        last_user = _last(messages, "user")
+        if last_user is None:
+            raise ValueError("there is no message to answer again")
+        after = [m for m in messages if m.id > last_user.id]
+        if after:
+            self.store.delete_messages_from(conversation_id, after[0].id)
+        return PendingAnswer(conversation_id, self.engine_messages(conversation_id))
+
+    def last_user_text(self, conversation_id: int) -> str:
+        last_user = _last(self.store.messages(conversation_id), "user")
+        return last_user.content if last_user else ""
+
+    def edit_last(self, conversation_id: int, text: str) -> PendingAnswer:
+        """Replace the last user message (and drop what followed it), then answer the new one."""
+        last_user = _last(self.store.messages(conversation_id), "user")
+        if last_user is not None:
+            self.store.delete_messages_from(conversation_id, last_user.id)
+        return self.send(conversation_id, text)
+
+    def last_answer(self, conversation_id: int) -> str:
+        last = _last(self.store.messages(conversation_id), "assistant")
+        return last.content if last else ""
+
+    def to_markdown(self, conversation_id: int) -> str:
+        """The conversation as a Markdown document, for export."""
+        conversation = self.store.get(conversation_id)
+        names = {"user": "You", "assistant": "SmallThinker", "system": "System"}
+        parts = [f"# {conversation.title}\n"]
+        for m in self.store.messages(conversation_id):
+            partial = " (stopped)" if not m.complete else ""
+            parts.append(f"## {names.get(m.role, m.role)}{partial}\n\n{m.content}\n")
+        return "\n".join(parts)
+
     def answer_finished(self, conversation_id: int, text: str, *, complete: bool) -> Message | None:
         """Save the answer; a stopped one is kept, marked partial. Nothing is saved for no text."""
         if not text:
             return None
         return self.store.add_message(conversation_id, "assistant", text, complete=complete)
+
+
+def _last(messages: list[Message], role: str) -> Message | None:
+    return next((m for m in reversed(messages) if m.role == role), None)
 
 
 def _title_from(text: str) -> str:

@@ -8,12 +8,16 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -61,6 +65,7 @@ class MainWindow(QMainWindow):
         self.conversation_id: int | None = None
         self.model: LoadedModel | None = None
         self.busy = False
+        self.editing = False  # the next send replaces the last user message
         self._build_widgets()
         self._build_actions()
         self._connect_worker()
@@ -75,9 +80,13 @@ class MainWindow(QMainWindow):
         self.conversation_list.currentItemChanged.connect(self._conversation_chosen)
         new_chat = QPushButton("New chat")
         new_chat.clicked.connect(self.new_chat)
+        self.search_box = QLineEdit(placeholderText="Search conversations", clearButtonEnabled=True)
+        self.search_box.setAccessibleName("Search conversations")
+        self.search_box.textChanged.connect(lambda _text: self.refresh_conversations())
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(new_chat)
+        left_layout.addWidget(self.search_box)
         left_layout.addWidget(self.conversation_list)
 
         self.model_label = QLabel("No model loaded. Use File > Open GGUF file… to load one.")
@@ -119,11 +128,31 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
 
     def _build_actions(self) -> None:
-        open_model = QAction("Open GGUF file…", self, shortcut=QKeySequence.StandardKey.Open)
-        open_model.triggered.connect(self._choose_model_file)
-        self.menuBar().addMenu("&File").addAction(open_model)
-        self.addAction(QAction(self, shortcut=QKeySequence("Ctrl+N"), triggered=self.new_chat))
-        self.addAction(QAction(self, shortcut=QKeySequence(Qt.Key.Key_Escape), triggered=self.stop))
+        def menu(title: str, entries) -> None:
+            bar_menu = self.menuBar().addMenu(title)
+            for text, shortcut, slot in entries:
+                bar_menu.addAction(QAction(text, self, shortcut=QKeySequence(shortcut), triggered=slot))
+
+        menu("&File", [("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file)])
+        menu(
+            "&Conversation",
+            [
+                ("New chat", "Ctrl+N", self.new_chat),
+                ("Search", "Ctrl+F", self.search_box.setFocus),
+                ("Rename…", "F2", self._ask_rename),
+                ("Delete…", "Del", self._ask_delete),
+                ("Export to Markdown…", "Ctrl+Shift+E", self._ask_export),
+            ],
+        )
+        menu(
+            "C&hat",
+            [
+                ("Stop", "Esc", self.stop),
+                ("Regenerate the last answer", "Ctrl+R", self.regenerate),
+                ("Edit the last message", "Ctrl+E", self.edit_last),
+                ("Copy the last answer", "Ctrl+Shift+C", self.copy_last_answer),
+            ],
+        )
 
     def _connect_worker(self) -> None:
         downloads = self.downloads.worker
@@ -178,7 +207,7 @@ class MainWindow(QMainWindow):
     def refresh_conversations(self) -> None:
         self.conversation_list.blockSignals(True)
         self.conversation_list.clear()
-        for conversation in self.store.list():
+        for conversation in self.store.list(self.search_box.text().strip()):
             item = QListWidgetItem(conversation.title)
             item.setData(Qt.ItemDataRole.UserRole, conversation.id)
             self.conversation_list.addItem(item)
@@ -191,6 +220,48 @@ class MainWindow(QMainWindow):
             return
         self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
         self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+
+    def rename_conversation(self, title: str) -> None:
+        if self.conversation_id is not None and title.strip():
+            self.store.rename(self.conversation_id, title)
+            self.refresh_conversations()
+
+    def delete_conversation(self) -> None:
+        if self.conversation_id is not None and not self.busy:
+            self.store.delete(self.conversation_id)
+            self.new_chat()
+            self.refresh_conversations()
+
+    def export_markdown(self, path: str) -> None:
+        if self.conversation_id is not None:
+            Path(path).write_text(self.session.to_markdown(self.conversation_id), encoding="utf-8")
+            self.statusBar().showMessage(f"Exported to {path}", 5000)
+
+    def _ask_rename(self) -> None:
+        if self.conversation_id is None:
+            return
+        title, ok = QInputDialog.getText(
+            self, "Rename conversation", "Title:", text=self.store.get(self.conversation_id).title
+        )
+        if ok:
+            self.rename_conversation(title)
+
+    def _ask_delete(self) -> None:
+        if self.conversation_id is None:
+            return
+        title = self.store.get(self.conversation_id).title
+        if QMessageBox.question(self, "Delete conversation", f"Delete “{title}” and all its messages?") == (
+            QMessageBox.StandardButton.Yes
+        ):
+            self.delete_conversation()
+
+    def _ask_export(self) -> None:
+        if self.conversation_id is None:
+            return
+        name = self.store.get(self.conversation_id).title.replace("/", "-") + ".md"
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", name, "Markdown (*.md)")
+        if path:
+            self.export_markdown(path)
 
     def new_chat(self) -> None:
         if self.busy:
@@ -208,7 +279,34 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Load a model first (File > Open GGUF file…).", 5000)
             self.input.setPlainText(text)
             return
-        pending = self.session.send(self.conversation_id, text)
+        if self.editing and self.conversation_id is not None:
+            pending = self.session.edit_last(self.conversation_id, text)
+        else:
+            pending = self.session.send(self.conversation_id, text)
+        self.editing = False
+        self._answer(pending)
+
+    def regenerate(self) -> None:
+        if self.busy or self.model is None or self.conversation_id is None:
+            return
+        try:
+            self._answer(self.session.regenerate(self.conversation_id))
+        except ValueError as exc:
+            self.statusBar().showMessage(str(exc), 5000)
+
+    def edit_last(self) -> None:
+        """Put the last message back into the box; sending it replaces the old one and its answer."""
+        if self.busy or self.conversation_id is None:
+            return
+        self.input.setPlainText(self.session.last_user_text(self.conversation_id))
+        self.editing = True
+        self.input.setFocus()
+
+    def copy_last_answer(self) -> None:
+        if self.conversation_id is not None:
+            QApplication.clipboard().setText(self.session.last_answer(self.conversation_id))
+
+    def _answer(self, pending) -> None:
         self.conversation_id = pending.conversation_id
         self.refresh_conversations()
         self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])

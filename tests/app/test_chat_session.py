@@ -30,3 +30,34 @@ def test_a_stopped_answer_is_kept_as_partial_and_an_empty_one_not_at_all(tmp_pat
     assert saved is not None and not saved.complete
     with pytest.raises(ValueError):
         session.send(pending.conversation_id, "   ")
+
+
+def _session_with_two_turns(tmp_path):
+    session = ChatSession(ConversationStore(tmp_path / "c.sqlite3"), Settings(system_prompt=""))
+    conv = session.send(None, "first question").conversation_id
+    session.answer_finished(conv, "first answer", complete=True)
+    session.send(conv, "second question")
+    session.answer_finished(conv, "second answer", complete=True)
+    return session, conv
+
+
+def test_regenerate_drops_the_last_answer_and_answers_the_last_question_again(tmp_path):
+    session, conv = _session_with_two_turns(tmp_path)
+    pending = session.regenerate(conv)
+    assert pending.messages[-1] == ("user", "second question")
+    assert [m.content for m in session.store.messages(conv)] == ["first question", "first answer", "second question"]
+
+
+def test_edit_replaces_the_last_question(tmp_path):
+    session, conv = _session_with_two_turns(tmp_path)
+    assert session.last_user_text(conv) == "second question"
+    pending = session.edit_last(conv, "second question, better")
+    assert [c for _, c in pending.messages] == ["first question", "first answer", "second question, better"]
+
+
+def test_export_to_markdown_and_last_answer(tmp_path):
+    session, conv = _session_with_two_turns(tmp_path)
+    assert session.last_answer(conv) == "second answer"
+    markdown = session.to_markdown(conv)
+    assert markdown.startswith("# first question\n")
+    assert markdown.index("## You\n\nfirst question") < markdown.index("## SmallThinker\n\nsecond answer")

@@ -73,3 +73,45 @@ def test_a_bad_model_file_is_reported_in_the_window(qtbot, open_window, tmp_path
         window.load_model(str(bad))
     assert failed.args[0] is None
     assert "could not be loaded" in window.model_label.text() and "broken.gguf" in window.model_label.text()
+
+
+def test_regenerate_replaces_the_last_answer(qtbot, open_window):
+    window = open_window(max_tokens=8)
+    send_and_wait(qtbot, window, "Tell me about rivers")
+    with qtbot.waitSignal(window.answer_finished, timeout=60_000):
+        qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    saved = window.store.messages(window.conversation_id)
+    assert [m.role for m in saved] == ["user", "assistant"]  # one answer, not two
+
+
+def test_edit_and_resend_replaces_the_question_and_its_answer(qtbot, open_window):
+    window = open_window(max_tokens=8)
+    send_and_wait(qtbot, window, "Tell me about rivers")
+    window.edit_last()
+    assert window.input.toPlainText() == "Tell me about rivers"
+    send_and_wait(qtbot, window, "Tell me about lakes")
+    saved = window.store.messages(window.conversation_id)
+    assert [(m.role, m.content) for m in saved][0] == ("user", "Tell me about lakes")
+    assert len(saved) == 2
+
+
+def test_copy_export_rename_search_and_delete(qtbot, open_window, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    window = open_window(max_tokens=8)
+    answer = send_and_wait(qtbot, window, "Mountains of Norway")
+    window.copy_last_answer()
+    assert QApplication.clipboard().text() == answer.text
+    window.export_markdown(str(tmp_path / "chat.md"))
+    exported = (tmp_path / "chat.md").read_text(encoding="utf-8")
+    assert exported.startswith("# Mountains of Norway") and answer.text.strip() in exported
+    window.rename_conversation("Norway trip")
+    window.new_chat()
+    send_and_wait(qtbot, window, "Something else")
+    qtbot.keyClicks(window.search_box, "norway")
+    assert [window.conversation_list.item(i).text() for i in range(window.conversation_list.count())] == ["Norway trip"]
+    window.search_box.clear()
+    window.conversation_list.setCurrentRow(1)
+    window.delete_conversation()
+    titles = [window.conversation_list.item(i).text() for i in range(window.conversation_list.count())]
+    assert titles == ["Something else"]
