@@ -80,3 +80,18 @@ def recommend(probe: HardwareProbe, catalog: ModelCatalog) -> Recommendation:
     if probe.free_disk_bytes < choice.size_bytes:
         disk_note = f" Free disk space is {_gib(probe.free_disk_bytes)}; the download needs {_gib(choice.size_bytes)}."
     return Recommendation(choice.id, mode, budget, True, f"{head} {why}{disk_note}")
+
+
+def budget_summary(budget_bytes: int | None, catalog: ModelCatalog) -> str:
+    """What a memory budget allows, for the settings slider: which model runs, and how."""
+    if not budget_bytes:
+        return "Automatic: the memory this computer has free when a model loads."
+    parts = []
+    for entry in catalog.entries:
+        if in_memory_need(entry) <= budget_bytes:
+            parts.append(f"{entry.display_name} runs in memory")
+        elif budget_bytes >= entry.min_budget_gib * GIB:
+            parts.append(f"{entry.display_name} runs in memory-budget mode (slower)")
+        else:
+            parts.append(f"{entry.display_name} needs at least {entry.min_budget_gib:.0f} GiB")
+    return f"{_gib(budget_bytes)}: " + "; ".join(parts) + "."

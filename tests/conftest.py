@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 # Qt must never try to reach a display in tests; set before any Qt import.
@@ -34,3 +36,31 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_swa_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_model(get_shape("tiny-swa"), tmp_path_factory.mktemp("models") / "tiny-swa.gguf")
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring backend for the test: a dict, so nothing can reach a file."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.secrets.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.secrets.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring():
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)

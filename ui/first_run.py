@@ -26,6 +26,7 @@ class FirstRunPage(QWidget):
     def __init__(self, catalog: ModelCatalog, probe: HardwareProbe, choice: Recommendation) -> None:
         super().__init__()
         self.catalog = catalog
+        self.probe = probe
         features = ", ".join(sorted(probe.cpu_features)).upper() or "no AVX2/AVX-512/NEON detected"
         machine = QLabel(
             f"This computer: {probe.total_ram_bytes / GIB:.1f} GiB RAM "

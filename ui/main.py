@@ -23,12 +23,14 @@ def launch_window(argv: Sequence[str]) -> int:
 
     from app.conversations import ConversationStore
     from app.settings import load_settings
+    from ui.appearance import apply_appearance
     from ui.engine_worker import EngineThread
     from ui.main_window import MainWindow
 
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("SmallThinker Desktop")
     settings = load_settings()
+    apply_appearance(settings)
     window = MainWindow(ConversationStore(), settings, EngineThread())
     window.show()
     if settings.model_path and Path(settings.model_path).is_file():

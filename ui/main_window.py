@@ -33,10 +33,12 @@ from app.hf_token import TokenStore
 from app.model_choice import recommend
 from app.paths import default_models_dir
 from app.settings import Settings, save_settings
+from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.download_worker import DownloadThread
 from ui.engine_worker import AnswerDone, EngineThread, LoadedModel, engine_config, sampling_params
 from ui.first_run import FirstRunPage
+from ui.settings_dialog import SettingsDialog
 
 _MB = 1e6
 
@@ -133,7 +135,13 @@ class MainWindow(QMainWindow):
             for text, shortcut, slot in entries:
                 bar_menu.addAction(QAction(text, self, shortcut=QKeySequence(shortcut), triggered=slot))
 
-        menu("&File", [("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file)])
+        menu(
+            "&File",
+            [
+                ("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file),
+                ("Settings…", "Ctrl+,", self._open_settings),
+            ],
+        )
         menu(
             "&Conversation",
             [
@@ -202,6 +210,34 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"The model could not be loaded: {message}")
         self.pages.setCurrentIndex(0)
         self.model_changed.emit(None)
+
+    # --- settings ------------------------------------------------------------------------------------
+    def _open_settings(self) -> None:
+        dialog = SettingsDialog(
+            self.settings, total_ram_bytes=self.first_run.probe.total_ram_bytes, token=self.tokens.load(), parent=self
+        )
+        if dialog.exec():
+            self.apply_settings(dialog.values(), token=dialog.token_value())
+
+    def apply_settings(self, new: Settings, *, token: str | None = None, reload_now: bool | None = None) -> None:
+        """Save and apply `new`. Changes that need the model loaded again do so when confirmed."""
+        old = self.settings
+        if token is not None and token != (self.tokens.load() or ""):
+            self.statusBar().showMessage(self.tokens.save(token), 8000)
+        self.settings = self.session.settings = new
+        save_settings(new)
+        apply_appearance(new)
+        if self.model is None or not old.needs_reload(new):
+            return
+        if reload_now is None:
+            answer = QMessageBox.question(
+                self, "Reload the model?", "These changes take effect when the model is loaded again. Reload now?"
+            )
+            reload_now = answer == QMessageBox.StandardButton.Yes
+        if reload_now and not self.busy:
+            self.load_model(self.model.path)
+        else:
+            self.statusBar().showMessage("The new model settings apply the next time the model loads.", 8000)
 
     # --- conversations ------------------------------------------------------------------------------
     def refresh_conversations(self) -> None:

@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import keyring
-import keyring.backend
 import keyring.backends.fail
-import pytest
 
 from app.catalog import ModelCatalog
 from app.hf_token import TokenStore
 from tests.app.fake_hub import FakeHub
 from tests.app.test_downloads import PAYLOAD, downloader
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A keyring backend for the test: a dict, so nothing can reach a file."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.secrets.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service, username):
-        self.secrets.pop((service, username), None)
-
-
-@pytest.fixture
-def memory_keyring():
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_token_round_trips_through_the_keyring_and_no_file_holds_it(

@@ -66,3 +66,17 @@ def test_the_catalog_never_picks_the_powerinfer_file():
     ]
     assert entry.pick_file(files) == "smallthinker-21b-a3b-instruct.q4_0.gguf"
     assert entry.pick_file(files[:4]) is None
+
+
+def test_budget_summary_says_what_fits():
+    from app.model_choice import budget_summary
+
+    catalog = ModelCatalog.load()
+    assert budget_summary(None, catalog).startswith("Automatic")
+    assert budget_summary(1 * GIB, catalog) == (
+        "1.0 GiB: SmallThinker 4B runs in memory-budget mode (slower); SmallThinker 21B needs at least 8 GiB."
+    )
+    assert "SmallThinker 4B runs in memory; SmallThinker 21B runs in memory-budget mode" in budget_summary(
+        8 * GIB, catalog
+    )
+    assert budget_summary(16 * GIB, catalog).endswith("SmallThinker 21B runs in memory.")

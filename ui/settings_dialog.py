@@ -1,0 +1,154 @@
+"""The settings dialog. It edits a copy; the window applies the result (see MainWindow.apply_settings)."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.catalog import GIB, ModelCatalog
+from app.model_choice import budget_summary
+from app.settings import KV_TYPES, THEMES, Settings
+
+_BOUNDS = {f.name: f.metadata.get("bounds") for f in fields(Settings)}
+
+
+def _spin(name: str, value: int, suffix: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(*_BOUNDS[name])
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setAccessibleName(name.replace("_", " "))
+    return box
+
+
+def _double(name: str, value: float, step: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(*_BOUNDS[name])
+    box.setSingleStep(step)
+    box.setDecimals(2)
+    box.setValue(value)
+    box.setAccessibleName(name.replace("_", " "))
+    return box
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: Settings, *, total_ram_bytes: int, token: str | None, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.settings = settings
+        self.catalog = ModelCatalog.load()
+        self.threads = _spin("threads", settings.threads)
+        self.threads.setSpecialValueText("automatic")
+        self.context_length = _spin("context_length", settings.context_length, " tokens")
+        self.context_length.setSingleStep(1024)
+        self.temperature = _double("temperature", settings.temperature, 0.05)
+        self.top_p = _double("top_p", settings.top_p, 0.05)
+        self.top_k = _spin("top_k", settings.top_k)
+        self.max_tokens = _spin("max_tokens", settings.max_tokens)
+        self.system_prompt = QPlainTextEdit(settings.system_prompt)
+        self.system_prompt.setAccessibleName("system prompt")
+        self.system_prompt.setMaximumHeight(80)
+        self.budget = QSlider(Qt.Orientation.Horizontal)
+        self.budget.setAccessibleName("memory budget")
+        self.budget.setRange(0, max(1, total_ram_bytes // GIB))  # whole GiB; 0 = automatic
+        self.budget.setValue(round(settings.memory_budget_gib))
+        self.budget_label = QLabel()
+        self.budget_label.setWordWrap(True)
+        self.budget.valueChanged.connect(self._show_budget)
+        self._show_budget(self.budget.value())
+        self.kv_type = self._combo(KV_TYPES, settings.kv_cache_type, "KV cache type")
+        self.theme = self._combo(THEMES, settings.theme, "theme")
+        self.font_size = _spin("font_size", settings.font_size, " pt")
+        self.models_dir = QLineEdit(settings.models_dir, placeholderText="the default folder")
+        self.models_dir.setAccessibleName("models folder")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.token = QLineEdit(token or "", echoMode=QLineEdit.EchoMode.Password, placeholderText="hf_…")
+        self.token.setAccessibleName("Hugging Face token")
+        self._build_layout(browse)
+
+    def _combo(self, choices: tuple[str, ...], current: str, name: str) -> QComboBox:
+        box = QComboBox()
+        box.addItems(list(choices))
+        box.setCurrentText(current)
+        box.setAccessibleName(name)
+        return box
+
+    def _build_layout(self, browse: QPushButton) -> None:
+        form = QFormLayout()
+        reload_note = " (reloads the model)"
+        form.addRow("Threads" + reload_note, self.threads)
+        form.addRow("Context length" + reload_note, self.context_length)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Max tokens per answer", self.max_tokens)
+        form.addRow("System prompt", self.system_prompt)
+        budget_box = QVBoxLayout()
+        budget_box.addWidget(self.budget)
+        budget_box.addWidget(self.budget_label)
+        budget_widget = QWidget()
+        budget_widget.setLayout(budget_box)
+        form.addRow("Memory budget" + reload_note, budget_widget)
+        form.addRow("KV cache type" + reload_note, self.kv_type)
+        form.addRow("Theme", self.theme)
+        form.addRow("Font size", self.font_size)
+        folder = QHBoxLayout()
+        folder.addWidget(self.models_dir)
+        folder.addWidget(browse)
+        folder_widget = QWidget()
+        folder_widget.setLayout(folder)
+        form.addRow("Models folder", folder_widget)
+        form.addRow("Hugging Face token (kept in the system keyring)", self.token)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def _show_budget(self, gib: int) -> None:
+        self.budget_label.setText(budget_summary(gib * GIB if gib else None, self.catalog))
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir.text())
+        if folder:
+            self.models_dir.setText(folder)
+
+    def values(self) -> Settings:
+        return replace(
+            self.settings,
+            threads=self.threads.value(),
+            context_length=self.context_length.value(),
+            temperature=round(self.temperature.value(), 2),
+            top_p=round(self.top_p.value(), 2),
+            top_k=self.top_k.value(),
+            max_tokens=self.max_tokens.value(),
+            system_prompt=self.system_prompt.toPlainText(),
+            memory_budget_gib=float(self.budget.value()),
+            kv_cache_type=self.kv_type.currentText(),
+            theme=self.theme.currentText(),
+            font_size=self.font_size.value(),
+            models_dir=self.models_dir.text().strip(),
+        ).checked()
+
+    def token_value(self) -> str:
+        return self.token.text().strip()
