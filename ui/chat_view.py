@@ -19,6 +19,11 @@ class ChatView(QTextBrowser):
         self.setAccessibleName("Conversation")
         self._answer_start: int | None = None
         self._answer_text = ""
+        self.frames_painted = 0  # for bench/ui.py's frames per second
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.frames_painted += 1
+        super().paintEvent(event)
 
     def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt's name
         if url.scheme() in ("http", "https", "ftp"):
@@ -51,30 +56,69 @@ class ChatView(QTextBrowser):
         self._insert_label(cursor, role)
         cursor.insertMarkdown(content)
 
+    def append_message(self, role: str, content: str) -> None:
+        """Add one message at the end, leaving the rest of the conversation as it is."""
+        self._insert_message(self.textCursor(), role, content)
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
     def begin_answer(self) -> None:
         cursor = self.textCursor()
         self._insert_label(cursor, "assistant")
-        self._answer_start = cursor.position()
+        self._answer_start = cursor.position()  # where the not-yet-rendered tail begins
         self._answer_text = ""
+        self._rendered_chars = 0  # of _answer_text, already rendered as Markdown
 
     def append_answer(self, text: str) -> None:
+        """Add streamed text: new words go in as plain text (cheap); a paragraph is
+        rendered as Markdown once it is complete, so no update redoes the whole answer."""
         if self._answer_start is None:
             self.begin_answer()
         self._answer_text += text
+        boundary = _last_paragraph_end(self._answer_text)
         cursor = self.textCursor()
-        cursor.setPosition(self._answer_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
-        cursor.insertMarkdown(self._answer_text)
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        if boundary > self._rendered_chars:
+            cursor.setPosition(self._answer_start)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            cursor.insertMarkdown(self._answer_text[self._rendered_chars : boundary])
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            self._answer_start = cursor.position()
+            self._rendered_chars = boundary
+            cursor.insertText(self._answer_text[boundary:], QTextCharFormat())
+        else:
+            cursor.insertText(text, QTextCharFormat())
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
 
     def end_answer(self) -> None:
+        """Render the answer's last paragraph as Markdown."""
+        if self._answer_start is not None and self._rendered_chars < len(self._answer_text):
+            cursor = self.textCursor()
+            cursor.setPosition(self._answer_start)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            cursor.insertMarkdown(self._answer_text[self._rendered_chars :])
         self._answer_start = None
 
     @property
     def answer_text(self) -> str:
         return self._answer_text
+
+
+def _last_paragraph_end(text: str) -> int:
+    """Where the last complete paragraph ends (after a blank line outside a code fence), or 0."""
+    end = 0
+    in_fence = False
+    position = 0
+    for line in text.splitlines(keepends=True):
+        position += len(line)
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and not line.strip() and line.endswith("\n"):
+            end = position
+    return end
 
 
 class MessageInput(QPlainTextEdit):

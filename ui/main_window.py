@@ -316,11 +316,16 @@ class MainWindow(QMainWindow):
             self.input.setPlainText(text)
             return
         if self.editing and self.conversation_id is not None:
-            pending = self.session.edit_last(self.conversation_id, text)
+            self.editing = False
+            self._answer(self.session.edit_last(self.conversation_id, text))
+            return
+        shown = self.conversation_id
+        pending = self.session.send(self.conversation_id, text)
+        if pending.conversation_id == shown:  # only the new message needs drawing
+            self.chat_view.append_message("user", text.strip())
+            self._answer(pending, redraw=False)
         else:
-            pending = self.session.send(self.conversation_id, text)
-        self.editing = False
-        self._answer(pending)
+            self._answer(pending)
 
     def regenerate(self) -> None:
         if self.busy or self.model is None or self.conversation_id is None:
@@ -342,10 +347,11 @@ class MainWindow(QMainWindow):
         if self.conversation_id is not None:
             QApplication.clipboard().setText(self.session.last_answer(self.conversation_id))
 
-    def _answer(self, pending) -> None:
+    def _answer(self, pending, *, redraw: bool = True) -> None:
         self.conversation_id = pending.conversation_id
         self.refresh_conversations()
-        self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+        if redraw:
+            self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
         self.chat_view.begin_answer()
         self._set_busy(True)
         self.engine.request_generate.emit(pending.messages, sampling_params(self.settings))
