@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QFont, QKeyEvent, QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QTextBrowser
@@ -70,41 +72,56 @@ class ChatView(QTextBrowser):
         self._rendered_chars = 0  # of _answer_text, already rendered as Markdown
 
     def append_answer(self, text: str) -> None:
-        """Add streamed text: new words go in as plain text (cheap); a paragraph is
-        rendered as Markdown once it is complete, so no update redoes the whole answer."""
+        """Add streamed text. New words go in as plain text (cheap); a finished paragraph
+        with Markdown in it is rendered once, so no update redoes the whole answer."""
         if self._answer_start is None:
             self.begin_answer()
         self._answer_text += text
+        self._end_cursor().insertText(text, QTextCharFormat())
         boundary = _last_paragraph_end(self._answer_text)
-        cursor = self.textCursor()
-        cursor.movePosition(QTextCursor.MoveOperation.End)
         if boundary > self._rendered_chars:
-            cursor.setPosition(self._answer_start)
-            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-            cursor.removeSelectedText()
-            cursor.insertMarkdown(self._answer_text[self._rendered_chars : boundary])
-            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-            self._answer_start = cursor.position()
+            finished, tail = self._answer_text[self._rendered_chars : boundary], self._answer_text[boundary:]
+            if _has_markdown(finished):  # plain prose already looks right
+                self._render_from_answer_start(finished, tail)
             self._rendered_chars = boundary
-            cursor.insertText(self._answer_text[boundary:], QTextCharFormat())
-        else:
-            cursor.insertText(text, QTextCharFormat())
+            self._answer_start = self._end_cursor().position() - len(tail)
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
 
     def end_answer(self) -> None:
-        """Render the answer's last paragraph as Markdown."""
-        if self._answer_start is not None and self._rendered_chars < len(self._answer_text):
-            cursor = self.textCursor()
-            cursor.setPosition(self._answer_start)
-            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-            cursor.removeSelectedText()
-            cursor.insertMarkdown(self._answer_text[self._rendered_chars :])
+        """Render the answer's last paragraph as Markdown, if it has any."""
+        tail = self._answer_text[self._rendered_chars :]
+        if self._answer_start is not None and _has_markdown(tail):
+            self._render_from_answer_start(tail)
         self._answer_start = None
+
+    def _end_cursor(self) -> QTextCursor:
+        cursor = self.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        return cursor
+
+    def _render_from_answer_start(self, markdown: str, plain_tail: str = "") -> None:
+        """Replace the not-yet-rendered part of the answer by `markdown`, then `plain_tail`."""
+        cursor = self.textCursor()
+        cursor.setPosition(self._answer_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        cursor.insertMarkdown(markdown)
+        if plain_tail:
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            cursor.insertText(plain_tail, QTextCharFormat())
 
     @property
     def answer_text(self) -> str:
         return self._answer_text
+
+
+_MARKDOWN_SYNTAX = re.compile(r"[*_`#\[\]|>~<]|^\s*(?:[-+]|\d+[.)])\s", re.MULTILINE)
+
+
+def _has_markdown(text: str) -> bool:
+    """Whether rendering `text` as Markdown would look any different from plain text."""
+    return bool(_MARKDOWN_SYNTAX.search(text))
 
 
 def _last_paragraph_end(text: str) -> int:

@@ -115,3 +115,19 @@ def test_copy_export_rename_search_and_delete(qtbot, open_window, tmp_path):
     window.delete_conversation()
     titles = [window.conversation_list.item(i).text() for i in range(window.conversation_list.count())]
     assert titles == ["Something else"]
+
+
+def test_streamed_markdown_is_rendered_and_plain_prose_left_as_it_is(qtbot):
+    from ui.chat_view import ChatView
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.begin_answer()
+    for piece in ["Some **bold", "** words.\n", "\nPlain ", "prose here.\n\n", "- item one\n", "- item two"]:
+        view.append_answer(piece)
+    view.end_answer()
+    assert view.answer_text == "Some **bold** words.\n\nPlain prose here.\n\n- item one\n- item two"
+    shown = view.toPlainText()
+    assert "Some bold words." in shown and "**" not in shown  # rendered: the markers are gone
+    assert "Plain prose here." in shown
+    assert "item one" in shown and "- item one" not in shown  # a rendered list, not literal dashes
