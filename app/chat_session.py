@@ -7,12 +7,14 @@ ended; the store gets the user's message at once and the answer when it complete
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from app.conversations import ConversationStore, Message
 from app.settings import Settings
 
 _TITLE_CHARS = 48
+_FENCED_CODE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class ChatSession:
     def last_answer(self, conversation_id: int) -> str:
         last = _last(self.store.messages(conversation_id), "assistant")
         return last.content if last else ""
+
+    def last_code_block(self, conversation_id: int) -> str:
+        """The last fenced code block of the last answer, without its fences ("" if none)."""
+        blocks = _FENCED_CODE.findall(self.last_answer(conversation_id))
+        return blocks[-1] if blocks else ""
 
     def to_markdown(self, conversation_id: int) -> str:
         """The conversation as a Markdown document, for export."""

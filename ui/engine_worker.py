@@ -65,6 +65,7 @@ def sampling_params(settings: Settings) -> SamplingParams:
 class EngineWorker(QObject):
     loaded = Signal(object)  # LoadedModel
     load_failed = Signal(str)
+    load_progress = Signal(int)  # percent
     text_streamed = Signal(str)  # coalesced new text of the answer
     answer_done = Signal(object)  # AnswerDone
     answer_failed = Signal(str)
@@ -91,7 +92,15 @@ class EngineWorker(QObject):
                 if self._engine is not None:
                     self._engine.close()
                     self._engine = None
-            engine = Engine(path, config)
+            last_percent = [-1]
+
+            def report(fraction: float) -> None:
+                percent = int(fraction * 100)
+                if percent != last_percent[0]:  # a few hundred tensors: emit whole percents only
+                    last_percent[0] = percent
+                    self.load_progress.emit(percent)
+
+            engine = Engine(path, config, on_load_progress=report)
         except (EngineError, OSError) as exc:
             self.load_failed.emit(str(exc))
             return

@@ -19,9 +19,11 @@ def launch_window(argv: Sequence[str]) -> int:
     if problem:
         print(f"smallthinker: {problem}", file=sys.stderr)
         return 2
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app.conversations import ConversationStore
+    from app.paths import resources_dir
     from app.settings import load_settings
     from ui.appearance import apply_appearance
     from ui.engine_worker import EngineThread
@@ -29,6 +31,7 @@ def launch_window(argv: Sequence[str]) -> int:
 
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("SmallThinker Desktop")
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "smallthinker.svg")))  # vector: sharp on high DPI
     settings = load_settings()
     apply_appearance(settings)
     window = MainWindow(ConversationStore(), settings, EngineThread())

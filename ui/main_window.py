@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.model: LoadedModel | None = None
         self.busy = False
         self.editing = False  # the next send replaces the last user message
+        self._loading_name = ""
         self._build_widgets()
         self._build_actions()
         self._connect_worker()
@@ -159,6 +160,7 @@ class MainWindow(QMainWindow):
                 ("Regenerate the last answer", "Ctrl+R", self.regenerate),
                 ("Edit the last message", "Ctrl+E", self.edit_last),
                 ("Copy the last answer", "Ctrl+Shift+C", self.copy_last_answer),
+                ("Copy the last code block", "Ctrl+Shift+K", self.copy_last_code_block),
             ],
         )
 
@@ -170,6 +172,7 @@ class MainWindow(QMainWindow):
         downloads.failed.connect(self.first_run.show_message)
         worker = self.engine.worker
         worker.loaded.connect(self._model_loaded)
+        worker.load_progress.connect(self._load_progress)
         worker.load_failed.connect(self._model_failed)
         worker.text_streamed.connect(self._answer_streamed)
         worker.answer_done.connect(self._answer_done)
@@ -187,13 +190,18 @@ class MainWindow(QMainWindow):
         self.load_model(path)
 
     def load_model(self, path: str) -> None:
-        self.model_label.setText(f"Loading {Path(path).name}…")
+        self._loading_name = Path(path).name
+        self.model_label.setText(f"Loading {self._loading_name}…")
         self.engine.request_load.emit(path, engine_config(self.settings))
 
     def _choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a SmallThinker GGUF file", "", "GGUF models (*.gguf)")
         if path:
             self.load_model(path)
+
+    def _load_progress(self, percent: int) -> None:
+        if self.model is None or self.model_label.text().startswith("Loading"):
+            self.model_label.setText(f"Loading {self._loading_name}… {percent}%")
 
     def _model_loaded(self, model: LoadedModel) -> None:
         self.model = model
@@ -346,6 +354,14 @@ class MainWindow(QMainWindow):
     def copy_last_answer(self) -> None:
         if self.conversation_id is not None:
             QApplication.clipboard().setText(self.session.last_answer(self.conversation_id))
+
+    def copy_last_code_block(self) -> None:
+        code = self.session.last_code_block(self.conversation_id) if self.conversation_id is not None else ""
+        if code:
+            QApplication.clipboard().setText(code)
+            self.statusBar().showMessage("Code copied.", 3000)
+        else:
+            self.statusBar().showMessage("The last answer has no code block.", 3000)
 
     def _answer(self, pending, *, redraw: bool = True) -> None:
         self.conversation_id = pending.conversation_id

@@ -61,3 +61,12 @@ def test_export_to_markdown_and_last_answer(tmp_path):
     markdown = session.to_markdown(conv)
     assert markdown.startswith("# first question\n")
     assert markdown.index("## You\n\nfirst question") < markdown.index("## SmallThinker\n\nsecond answer")
+
+
+def test_the_last_code_block_of_the_last_answer(tmp_path):
+    session = ChatSession(ConversationStore(tmp_path / "c.sqlite3"), Settings())
+    conv = session.send(None, "code please").conversation_id
+    session.answer_finished(conv, "First:\n```python\nx = 1\n```\nThen:\n```\nprint(x)\n```\nDone.", complete=True)
+    assert session.last_code_block(conv) == "print(x)\n"
+    session.answer_finished(conv, "No code here.", complete=True)
+    assert session.last_code_block(conv) == ""

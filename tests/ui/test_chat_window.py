@@ -131,3 +131,12 @@ def test_streamed_markdown_is_rendered_and_plain_prose_left_as_it_is(qtbot):
     assert "Some bold words." in shown and "**" not in shown  # rendered: the markers are gone
     assert "Plain prose here." in shown
     assert "item one" in shown and "- item one" not in shown  # a rendered list, not literal dashes
+
+
+def test_loading_shows_progress(qtbot, open_window, tiny_model_path):
+    window = open_window()
+    percents = []
+    window.engine.worker.load_progress.connect(percents.append)
+    with qtbot.waitSignal(window.model_changed, timeout=30_000):
+        window.load_model(str(tiny_model_path))
+    assert percents and percents[-1] == 100 and percents == sorted(percents)
