@@ -11,12 +11,28 @@ from ui.engine_worker import EngineThread
 from ui.main_window import MainWindow
 
 
+@pytest.fixture(autouse=True)
+def no_qthread_left_running(monkeypatch):
+    """Fail a test that leaves a QThread running once its widgets are closed."""
+    started: list[QThread] = []
+    original_start = QThread.start
+
+    def recording_start(thread, *args, **kwargs):
+        started.append(thread)
+        return original_start(thread, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield started
+    running = [thread.objectName() or repr(thread) for thread in started if thread.isRunning()]
+    assert not running, f"threads still running after the test: {running}"
+
+
 @pytest.fixture
 def open_window(qtbot, tiny_model_path, isolated_app_folders):
     """Open a main window over the test's data folder with the tiny model loaded (greedy: reproducible).
 
-    Every window it opened is closed at the end, and the test fails if an engine
-    thread is still running after that.
+    Every window it opened is closed at the end (no_qthread_left_running then checks
+    that their threads ended).
     """
     opened = []
 
@@ -35,6 +51,3 @@ def open_window(qtbot, tiny_model_path, isolated_app_folders):
     yield open_one
     for window in opened:
         window.close()
-    running = [t for w in opened for t in (w.engine.thread, w.downloads.thread) if t.isRunning()]
-    assert not running, "a window left a QThread running"
-    assert all(isinstance(w.engine.thread, QThread) for w in opened)
