@@ -6,11 +6,12 @@ import logging
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.catalog import CatalogEntry
 from app.downloads import DownloadProgress, ModelDownloader
 from app.errors import AppError, DownloadCancelledError
+from ui.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,15 @@ class DownloadWorker(QObject):
         self.progress.emit(progress)
 
 
-class DownloadThread(QObject):
+class DownloadThread(WorkerThread):
     request_start = Signal(object, str, object)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.thread = QThread()
-        self.thread.setObjectName("download")
-        self.worker = DownloadWorker()
-        self.worker.moveToThread(self.thread)
+        super().__init__(DownloadWorker(), "download")
         self.request_start.connect(self.worker.start)
-        self.thread.start()
+        self.start()
 
     def stop(self) -> None:
+        """Cancel a download in progress (it stays resumable) and end the thread."""
         self.worker.request_cancel()
-        self.thread.quit()
-        self.thread.wait()
+        self.end()

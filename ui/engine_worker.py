@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.settings import Settings
 from engine.chunks import ChatStats
@@ -22,6 +22,7 @@ from engine.config import EngineConfig, KvType, SamplingParams
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.memory_report import MemoryReport
+from ui.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -153,27 +154,22 @@ class EngineWorker(QObject):
                 self._engine = None
 
 
-class EngineThread(QObject):
-    """Owns the worker's QThread; the GUI talks to the worker through these signals."""
+class EngineThread(WorkerThread):
+    """The engine worker's thread; the GUI talks to the worker through these signals."""
 
     request_load = Signal(str, object)
     request_generate = Signal(object, object)
     request_shutdown = Signal()
 
     def __init__(self) -> None:
-        super().__init__()
-        self.thread = QThread()
-        self.thread.setObjectName("engine")
-        self.worker = EngineWorker()
-        self.worker.moveToThread(self.thread)
+        super().__init__(EngineWorker(), "engine")
         self.request_load.connect(self.worker.load)
         self.request_generate.connect(self.worker.generate)
         self.request_shutdown.connect(self.worker.shutdown)
-        self.thread.start()
+        self.start()
 
     def stop(self) -> None:
         """Stop any answer, free the model, and end the thread (waits for it)."""
         self.worker.request_stop()
         self.request_shutdown.emit()
-        self.thread.quit()
-        self.thread.wait()
+        self.end()
