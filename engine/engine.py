@@ -28,8 +28,9 @@ from engine.conversation_cache import ConversationCacheStore, common_prefix_leng
 from engine.errors import EngineError
 from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
-from engine.memory_report import MemoryReport, file_mappings, process_rss, resident_bytes
+from engine.memory_report import MemoryReport, process_rss
 from engine.model_info import ModelInfo, inspect_model
+from engine.page_control import file_mappings, resident_bytes
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QFileDialog,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -35,6 +33,7 @@ from app.paths import default_models_dir
 from app.settings import Settings, save_settings
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
+from ui.conversation_actions import ConversationActions
 from ui.download_worker import DownloadThread
 from ui.engine_worker import AnswerDone, EngineThread, LoadedModel, engine_config, sampling_params
 from ui.first_run import FirstRunPage
@@ -43,7 +42,7 @@ from ui.settings_dialog import SettingsDialog
 _MB = 1e6
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ConversationActions, QMainWindow):
     # Emitted on the GUI thread once the window has handled the worker's news.
     answer_streamed = Signal(str)
     answer_finished = Signal(object)  # AnswerDone, or None when the answer failed
@@ -265,48 +264,6 @@ class MainWindow(QMainWindow):
         self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
         self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
 
-    def rename_conversation(self, title: str) -> None:
-        if self.conversation_id is not None and title.strip():
-            self.store.rename(self.conversation_id, title)
-            self.refresh_conversations()
-
-    def delete_conversation(self) -> None:
-        if self.conversation_id is not None and not self.busy:
-            self.store.delete(self.conversation_id)
-            self.new_chat()
-            self.refresh_conversations()
-
-    def export_markdown(self, path: str) -> None:
-        if self.conversation_id is not None:
-            Path(path).write_text(self.session.to_markdown(self.conversation_id), encoding="utf-8")
-            self.statusBar().showMessage(f"Exported to {path}", 5000)
-
-    def _ask_rename(self) -> None:
-        if self.conversation_id is None:
-            return
-        title, ok = QInputDialog.getText(
-            self, "Rename conversation", "Title:", text=self.store.get(self.conversation_id).title
-        )
-        if ok:
-            self.rename_conversation(title)
-
-    def _ask_delete(self) -> None:
-        if self.conversation_id is None:
-            return
-        title = self.store.get(self.conversation_id).title
-        if QMessageBox.question(self, "Delete conversation", f"Delete “{title}” and all its messages?") == (
-            QMessageBox.StandardButton.Yes
-        ):
-            self.delete_conversation()
-
-    def _ask_export(self) -> None:
-        if self.conversation_id is None:
-            return
-        name = self.store.get(self.conversation_id).title.replace("/", "-") + ".md"
-        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", name, "Markdown (*.md)")
-        if path:
-            self.export_markdown(path)
-
     def new_chat(self) -> None:
         if self.busy:
             return
@@ -350,18 +307,6 @@ class MainWindow(QMainWindow):
         self.input.setPlainText(self.session.last_user_text(self.conversation_id))
         self.editing = True
         self.input.setFocus()
-
-    def copy_last_answer(self) -> None:
-        if self.conversation_id is not None:
-            QApplication.clipboard().setText(self.session.last_answer(self.conversation_id))
-
-    def copy_last_code_block(self) -> None:
-        code = self.session.last_code_block(self.conversation_id) if self.conversation_id is not None else ""
-        if code:
-            QApplication.clipboard().setText(code)
-            self.statusBar().showMessage("Code copied.", 3000)
-        else:
-            self.statusBar().showMessage("The last answer has no code block.", 3000)
 
     def _answer(self, pending, *, redraw: bool = True) -> None:
         self.conversation_id = pending.conversation_id
