@@ -129,6 +129,11 @@ class Engine:
         """Tokens in the live KV cache."""
         return len(self._tokens)
 
+    @property
+    def saved_conversations(self) -> int:
+        """Conversation caches kept besides the live one."""
+        return len(self._store)
+
     # --- chat ---------------------------------------------------------------------------
     def chat(self, messages, sampling: SamplingParams | None = None, cancel=None) -> ChatResult:
         """The whole answer at once: `stream_chat` joined."""
@@ -258,9 +263,11 @@ class Engine:
         live = np.asarray(self._tokens, dtype=np.int32)
         keep = common_prefix_length(live, prompt)
         saved, saved_keep = self._store.best_match(prompt)
-        if len(live) - keep >= _SAVE_MIN_DIVERGENT or (saved is not None and saved_keep > keep):
+        switching = saved is not None and saved_keep > keep
+        divergent = len(live) - keep  # live tokens this prompt would discard
+        if divergent >= _SAVE_MIN_DIVERGENT or (switching and divergent > 0):
             self._store.put(live, self._rt.save_state())
-        if saved is not None and saved_keep > keep:
+        if switching:
             state = self._store.take(saved)
             if state is not None and self._rt.restore_state(state):
                 self._tokens, keep = saved.tokens.tolist(), saved_keep

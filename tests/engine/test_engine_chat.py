@@ -113,6 +113,19 @@ def test_switching_conversations_and_back_does_not_prefill_again(tiny_engine):
     assert b2.stats.reused_tokens == b1.stats.tokens_in
 
 
+def test_only_caches_with_something_to_lose_are_saved(tiny_engine):
+    conv_a = [SYSTEM, user("Conversation A is about gardening and the soil in spring.")]
+    conv_b = [{"role": "system", "content": "Answer in verse."}, user("Conversation B is about ships.")]
+    tiny_engine.chat(conv_a, GREEDY)
+    tiny_engine.chat(conv_b, GREEDY)
+    assert tiny_engine.saved_conversations == 1  # A, set aside for B
+    tiny_engine.forget_conversations()
+    tiny_engine.chat([*conv_a, assistant("Dig deep."), user("Roses?")], GREEDY)
+    assert tiny_engine.saved_conversations == 0  # A came back; the empty live cache was not saved
+    tiny_engine.chat([*conv_a, assistant("Dig deep."), user("Roses?"), assistant("Yes."), user("More")], GREEDY)
+    assert tiny_engine.saved_conversations == 0  # the same conversation growing: nothing set aside
+
+
 def test_conversation_caches_survive_a_restart_when_kept_on_disk(tiny_model_path, tmp_path):
     config = EngineConfig(n_ctx=1024, conversation_cache_dir=tmp_path / "kv")
     conversation = [SYSTEM, user("Remember this conversation across restarts, please.")]
