@@ -23,6 +23,11 @@ LAYER_TENSORS = (
 )  # fmt: skip
 
 
+def is_global_layer(layer: int, sliding_window: int | None) -> bool:
+    """Whether `layer` attends to the whole context (llama.cpp's SmallThinker pattern)."""
+    return sliding_window is None or layer % SWA_PATTERN == 0
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
@@ -41,12 +46,9 @@ class ModelInfo:
     chat_template: str
     tensors: dict[str, TensorInfo]
 
-    def is_global_layer(self, layer: int) -> bool:
-        return self.sliding_window is None or layer % SWA_PATTERN == 0
-
     @property
     def n_global_layers(self) -> int:
-        return sum(self.is_global_layer(i) for i in range(self.n_layer))
+        return sum(is_global_layer(i, self.sliding_window) for i in range(self.n_layer))
 
 
 def _int_key(metadata: dict, key: str, path: Path) -> int:

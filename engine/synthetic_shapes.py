@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from engine.errors import SyntheticModelError
-from engine.model_info import SMALLTHINKER_SWA_WINDOW, SWA_PATTERN
+from engine.model_info import SMALLTHINKER_SWA_WINDOW
 
 QWEN2_VOCAB_SIZE = 151_936
 # The real Qwen2 vocabulary has 151,643 ordinary tokens; the special tokens follow.
@@ -42,9 +42,6 @@ class SyntheticShape:
     @property
     def n_kv(self) -> int:
         return self.n_head_kv * self.head_dim
-
-    def is_global_layer(self, layer: int) -> bool:
-        return self.sliding_window is None or layer % SWA_PATTERN == 0
 
     def check(self) -> None:
         """Refuse shapes llama.cpp or Q4_0 cannot represent, with the reason."""
