@@ -82,7 +82,7 @@ class FirstRunPage(QWidget):
 
     def set_downloading(self, downloading: bool) -> None:
         self.downloading = downloading
-        self.download_button.setText("Cancel" if downloading else "Download")
+        self.download_button.setText("Pause" if downloading else "Download")  # a paused download resumes
         self.model_choice.setEnabled(not downloading)
         self.progress.setVisible(downloading)
 

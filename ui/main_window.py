@@ -109,7 +109,10 @@ class MainWindow(ConversationActions, QMainWindow):
         probe = probe_hardware(models_dir)
         self.first_run = FirstRunPage(self.catalog, probe, recommend(probe, self.catalog))
         self.first_run.download_requested.connect(self._download)
-        self.first_run.cancel_requested.connect(self.downloads.worker.request_cancel)
+        # Direct: the worker's own thread is busy downloading; the call only sets an Event.
+        self.first_run.cancel_requested.connect(
+            self.downloads.worker.request_cancel, Qt.ConnectionType.DirectConnection
+        )
         self.first_run.open_file_requested.connect(self._choose_model_file)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.first_run)

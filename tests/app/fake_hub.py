@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,6 +33,7 @@ class HubState:
     down_after_drop: bool = False  # the drop above is the server going down
     claimed_sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # advertise another size
     cdn_origin: str = ""  # another origin, as the Hub's CDN is: huggingface_hub stops at its redirect
+    seconds_per_mb: float = 0.0  # a slow network, so a test can act mid-download
     bytes_sent: int = 0
     range_starts: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -148,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with self.state.lock:
                 self.state.bytes_sent += len(piece)
+            if self.state.seconds_per_mb:
+                time.sleep(self.state.seconds_per_mb)
 
 
 class FakeHub:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 
 from app.catalog import ModelCatalog
@@ -53,4 +55,31 @@ def test_a_failed_download_is_explained_on_the_page(qtbot, isolated_app_folders,
             qtbot.mouseClick(window.first_run.download_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "not found on Hugging Face" in window.first_run.status.text())
         assert window.first_run.download_button.text() == "Download"
+        window.close()
+
+
+def test_pause_keeps_what_was_downloaded_and_download_resumes(
+    qtbot, tiny_model_path, isolated_app_folders, monkeypatch
+):
+    entry = ModelCatalog.load().get("4b")
+    payload = tiny_model_path.read_bytes() * 12  # about 11 MB: several 1 MB chunks
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        hub.add_file(entry.repo_id, entry.filename, payload)
+        hub.state.seconds_per_mb = 0.05
+        window = MainWindow(ConversationStore(isolated_app_folders["data"] / "c.sqlite3"), Settings(), EngineThread())
+        qtbot.addWidget(window)
+        page = window.first_run
+        page.model_choice.setCurrentIndex(page.model_choice.findData("4b"))
+        page.progress.valueChanged.connect(lambda _value: page.download_button.click() if page.downloading else None)
+        with qtbot.waitSignal(window.downloads.worker.cancelled, timeout=30_000):
+            qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)  # Download; the first progress pauses
+        qtbot.waitUntil(lambda: "resumes" in page.status.text())
+        assert page.download_button.text() == "Download"
+        page.progress.valueChanged.disconnect()
+        with qtbot.waitSignal(window.downloads.worker.finished, timeout=30_000) as finished:
+            qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
+        assert hub.state.range_starts[-1] > 0  # resumed, not started over
+        assert Path(finished.args[0]).read_bytes() == payload
         window.close()
