@@ -19,7 +19,8 @@ from app.errors import AppError
 from app.hardware import probe_hardware
 from app.hf_token import TokenStore
 from app.model_choice import recommend
-from app.paths import default_models_dir, resources_dir
+from app.paths import resources_dir
+from app.settings import load_settings
 from engine.errors import EngineError
 from engine.synthetic import RouterSkew, write_synthetic_model
 from engine.synthetic_shapes import SHAPES, get_shape
@@ -55,10 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "model", nargs="?", default="auto", choices=["auto", "4b", "21b"], help="which model (default: auto)"
     )
-    download.add_argument("--models-dir", type=Path, help="where to keep models (default: the app's data folder)")
+    download.add_argument("--models-dir", type=Path, help="where to keep models (default: the folder set in Settings)")
 
     models = sub.add_parser("models", help="list the models: catalog, what is on disk, what this machine suits")
-    models.add_argument("--models-dir", type=Path, help="where models are kept (default: the app's data folder)")
+    models.add_argument("--models-dir", type=Path, help="where models are kept (default: the folder set in Settings)")
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkouts only)")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
@@ -126,7 +127,8 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _models_dir(args: argparse.Namespace) -> Path:
-    return args.models_dir or default_models_dir()
+    """--models-dir, else the folder chosen in the app's settings."""
+    return args.models_dir or load_settings().models_path()
 
 
 def _run_download(args: argparse.Namespace) -> int:

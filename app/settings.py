@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.paths import config_dir
+from app.paths import config_dir, default_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ class Settings:
 
     # Changing these means loading the model again.
     RELOAD_FIELDS = ("threads", "context_length", "memory_budget_gib", "kv_cache_type", "model_path")
+
+    def models_path(self) -> Path:
+        """Where models are kept: the chosen folder, else the default one."""
+        return Path(self.models_dir) if self.models_dir else default_models_dir()
 
     def needs_reload(self, other: Settings) -> bool:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD_FIELDS)

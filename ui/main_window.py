@@ -29,7 +29,6 @@ from app.conversations import ConversationStore
 from app.hardware import probe_hardware
 from app.hf_token import TokenStore
 from app.model_choice import recommend
-from app.paths import default_models_dir
 from app.settings import Settings, save_settings
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
@@ -105,7 +104,7 @@ class MainWindow(ConversationActions, QMainWindow):
         chat_layout = QVBoxLayout(chat_panel)
         chat_layout.addWidget(self.chat_view, stretch=1)
         chat_layout.addLayout(row)
-        models_dir = self.models_dir()
+        models_dir = self.settings.models_path()
         probe = probe_hardware(models_dir)
         self.first_run = FirstRunPage(self.catalog, probe, recommend(probe, self.catalog))
         self.first_run.download_requested.connect(self._download)
@@ -181,11 +180,10 @@ class MainWindow(ConversationActions, QMainWindow):
         worker.answer_failed.connect(self._answer_failed)
 
     # --- model ------------------------------------------------------------------------------------
-    def models_dir(self) -> Path:
-        return Path(self.settings.models_dir) if self.settings.models_dir else default_models_dir()
-
     def _download(self, model_id: str) -> None:
-        self.downloads.request_start.emit(self.catalog.get(model_id), str(self.models_dir()), self.tokens.load())
+        self.downloads.request_start.emit(
+            self.catalog.get(model_id), str(self.settings.models_path()), self.tokens.load()
+        )
 
     def _downloaded(self, path: str) -> None:
         self.first_run.show_message("Downloaded and verified. Loading the model…")

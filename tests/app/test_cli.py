@@ -57,3 +57,16 @@ def test_download_offline_without_the_model_fails_with_a_message(tmp_path, capsy
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["download", "21b", "--models-dir", str(tmp_path)]) == 1
     assert "offline" in capsys.readouterr().err
+
+
+def test_models_uses_the_folder_chosen_in_settings(tmp_path, capsys):
+    import dataclasses
+
+    from app.settings import Settings, save_settings
+
+    chosen = tmp_path / "my-models"
+    chosen.mkdir()
+    (chosen / "SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf").write_bytes(b"GGUF")
+    save_settings(dataclasses.replace(Settings(), models_dir=str(chosen)))
+    assert main(["models"]) == 0
+    assert f"downloaded: {chosen / 'SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf'}" in capsys.readouterr().out
