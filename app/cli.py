@@ -168,7 +168,7 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 # Benchmarks are scripts in the repository's bench/ folder, not part of the installed app.
-BENCHMARKS = {"engine": "engine.py"}
+BENCHMARKS = {"engine": "engine.py", "ui": "ui.py"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import psutil
+
 from engine.errors import EngineError
 
 
@@ -27,13 +29,8 @@ class KvType(StrEnum):
 
 def default_threads() -> int:
     """Physical cores are what llama.cpp scales with; hyper-threads slow it down."""
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    except Exception:  # psutil cannot read the topology on some systems
-        physical = None
-    return max(1, physical or os.cpu_count() or 1)
+    # psutil answers None where it cannot read the topology.
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class DecodeError(EngineError, RuntimeError):
 
 
 class DecodeAbortedError(EngineError):
-    """A decode was cancelled; `kept` positions of the batch are in the cache."""
+    """A decode was cancelled; what llama.cpp finished stays in the cache (see `pos_max`)."""
 
 
 class LlamaRuntime:

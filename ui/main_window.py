@@ -209,7 +209,7 @@ class MainWindow(ConversationActions, QMainWindow):
         self.context_label.setText(f"context 0 / {model.context_length:,}")
         self.pages.setCurrentIndex(1)
         if model.path != self.settings.model_path:
-            self.settings = self.session.settings = _with_model(self.settings, model.path)
+            self.settings = self.session.settings = replace(self.settings, model_path=model.path)
             save_settings(self.settings)
         self.model_changed.emit(model)
 
@@ -222,7 +222,11 @@ class MainWindow(ConversationActions, QMainWindow):
     # --- settings ------------------------------------------------------------------------------------
     def _open_settings(self) -> None:
         dialog = SettingsDialog(
-            self.settings, total_ram_bytes=self.first_run.probe.total_ram_bytes, token=self.tokens.load(), parent=self
+            self.settings,
+            self.catalog,
+            total_ram_bytes=self.first_run.probe.total_ram_bytes,
+            token=self.tokens.load(),
+            parent=self,
         )
         if dialog.exec():
             self.apply_settings(dialog.values(), token=dialog.token_value())
@@ -373,7 +377,3 @@ class MainWindow(ConversationActions, QMainWindow):
         self.downloads.stop()
         self.engine.stop()
         super().closeEvent(event)
-
-
-def _with_model(settings: Settings, path: str) -> Settings:
-    return replace(settings, model_path=path)

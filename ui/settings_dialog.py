@@ -50,11 +50,13 @@ def _double(name: str, value: float, step: float) -> QDoubleSpinBox:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, *, total_ram_bytes: int, token: str | None, parent=None) -> None:
+    def __init__(
+        self, settings: Settings, catalog: ModelCatalog, *, total_ram_bytes: int, token: str | None, parent=None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.settings = settings
-        self.catalog = ModelCatalog.load()
+        self.catalog = catalog
         self.threads = _spin("threads", settings.threads)
         self.threads.setSpecialValueText("automatic")
         self.context_length = _spin("context_length", settings.context_length, " tokens")

@@ -6,7 +6,7 @@ import dataclasses
 
 from PySide6.QtWidgets import QApplication
 
-from app.catalog import GIB
+from app.catalog import GIB, ModelCatalog
 from app.hf_token import TokenStore
 from app.settings import Settings, load_settings, settings_path
 from ui.settings_dialog import SettingsDialog
@@ -14,7 +14,7 @@ from ui.settings_dialog import SettingsDialog
 
 def test_the_dialog_shows_and_returns_every_setting(qtbot):
     start = Settings(temperature=0.3, theme="dark", context_length=4096, system_prompt="Hi")
-    dialog = SettingsDialog(start, total_ram_bytes=16 * GIB, token=None)
+    dialog = SettingsDialog(start, ModelCatalog.load(), total_ram_bytes=16 * GIB, token=None)
     qtbot.addWidget(dialog)
     assert dialog.values() == start  # unchanged in, unchanged out
     dialog.temperature.setValue(0.9)
