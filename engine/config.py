@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 
 from engine.errors import EngineError
+from engine.expert_cache import CachePolicy
 
 
 class ConfigError(EngineError, ValueError):
@@ -45,6 +46,12 @@ class EngineConfig:
     saved_conversations: int = 4
     saved_conversation_bytes: int = 1 << 30
     conversation_cache_dir: Path | None = None  # also keep them on disk when set
+    # File-backed with a budget smaller than the model: resident model bytes allowed
+    # (None: the memory budget minus the KV cache), whether experts are read ahead, and
+    # which ones stay (see engine/expert_cache.py).
+    expert_budget_bytes: int | None = None
+    expert_prefetch: bool = True
+    expert_policy: CachePolicy = CachePolicy.LFU
 
     def check(self) -> None:
         if self.n_threads < 0:
@@ -55,6 +62,8 @@ class EngineConfig:
             raise ConfigError("batch size must be at least 1")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise ConfigError("the memory budget must be positive")
+        if self.expert_budget_bytes is not None and self.expert_budget_bytes <= 0:
+            raise ConfigError("the expert budget must be positive")
 
     @property
     def threads(self) -> int:

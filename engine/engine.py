@@ -21,17 +21,20 @@ import llama_cpp
 import numpy as np
 import psutil
 
+from engine import page_control
 from engine.chat_template import ChatTemplate
 from engine.chunks import ChatStats, Chunk, FinishReason
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.conversation_cache import ConversationCacheStore, common_prefix_length
 from engine.errors import EngineError
+from engine.expert_manager import ExpertManager, ExpertStats
+from engine.expert_map import expert_map
 from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
 from engine.memory_report import MemoryReport, process_rss
 from engine.model_info import ModelInfo, inspect_model
-from engine.page_control import file_mappings, resident_bytes
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
+from engine.router_hook import RouterHook
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,19 @@ class ChatResult:
     finish_reason: FinishReason
     stats: ChatStats
     notice: str
+
+
+def managed_weights_budget(info: ModelInfo, config: EngineConfig, kv_bytes: int, mode: MemoryMode) -> int | None:
+    """Resident model bytes the expert manager must keep to; None when it is not needed."""
+    if mode is not MemoryMode.FILE_BACKED or not page_control.SUPPORTED:
+        return None
+    if config.expert_budget_bytes is not None:
+        budget = config.expert_budget_bytes
+    elif config.memory_budget_bytes is not None:
+        budget = config.memory_budget_bytes - kv_bytes
+    else:
+        budget = psutil.virtual_memory().available - kv_bytes - _HEADROOM_BYTES
+    return budget if budget < info.file_size else None
 
 
 def choose_memory_mode(info: ModelInfo, config: EngineConfig, kv_bytes: int) -> MemoryMode:
@@ -76,6 +92,12 @@ class Engine:
         self.info = inspect_model(model_path)
         self.kv: KvLayout = kv_layout(self.info, self.config.n_ctx, self.config.batch, self.config.kv_type)
         self.memory_mode = choose_memory_mode(self.info, self.config, self.kv.total_bytes)
+        self.experts = self._expert_manager()
+        if self.experts is not None:
+            if cb_eval is not None:
+                raise EngineError("an eval callback cannot be combined with the expert manager")
+            self._router_hook = RouterHook(self.experts.map, self.experts)
+            cb_eval = self._router_hook.callback
         started = time.perf_counter()
         self._rt = LlamaRuntime(
             self.info,
@@ -84,11 +106,14 @@ class Engine:
             cb_eval=cb_eval,
             on_load_progress=on_load_progress,
         )
+        if self.experts is not None:
+            self._attach_experts()
         self.load_seconds = time.perf_counter() - started
         self.template = ChatTemplate(self.info.chat_template, eos_token=self._rt.token_text(self._eos()))
         self._encoder = PromptEncoder(self.template, self._rt.tokenize)
         self.model_bytes = int(llama_cpp.llama_model_size(self._rt.model.model))
-        self._mappings = file_mappings(self.info.path) if self.memory_mode is MemoryMode.FILE_BACKED else []
+        file_backed = self.memory_mode is MemoryMode.FILE_BACKED
+        self._mappings = page_control.file_mappings(self.info.path) if file_backed else []
         self._tokens: list[int] = []  # what sequence 0 of the KV cache holds
         self._store = ConversationCacheStore(
             max_entries=self.config.saved_conversations,
@@ -97,6 +122,35 @@ class Engine:
         )
         self._lock = threading.Lock()
         log.info("loaded %s (%s) in %.2f s", self.info.path.name, self.memory_mode.value, self.load_seconds)
+
+    def _expert_manager(self) -> ExpertManager | None:
+        budget = managed_weights_budget(self.info, self.config, self.kv.total_bytes, self.memory_mode)
+        if budget is None:
+            return None
+        return ExpertManager(
+            self.info,
+            expert_map(self.info),
+            budget,
+            prefetch=self.config.expert_prefetch,
+            policy=self.config.expert_policy,
+        )
+
+    def _attach_experts(self) -> None:
+        first = min(t.offset for t in self.info.tensors.values())
+        span = self.info.file_size - first
+        mappings = [m for m in page_control.mappings_of(self.info.path) if m.covers(first, span)]
+        try:
+            if not mappings:
+                raise EngineError(f"llama.cpp's mapping of {self.info.path.name} was not found")
+            self.experts.attach(mappings[0])
+        except BaseException:
+            self.experts.close()
+            self._rt.close()
+            raise
+
+    def expert_stats(self) -> ExpertStats | None:
+        """The expert cache's figures; None when the model is not run within a budget."""
+        return self.experts.stats() if self.experts is not None else None
 
     def _eos(self) -> int:
         return llama_cpp.llama_vocab_eos(self._rt.vocab)
@@ -296,7 +350,8 @@ class Engine:
     def memory_report(self) -> MemoryReport:
         rss, anon, file_backed = process_rss()
         if self.memory_mode is MemoryMode.FILE_BACKED:
-            resident = sum(resident_bytes(start, end) for start, end in self._mappings) if self._mappings else None
+            mapped = self._mappings
+            resident = sum(page_control.resident_bytes(start, end) for start, end in mapped) if mapped else None
         else:
             resident = self.model_bytes  # read into anonymous memory at load
         return MemoryReport(
@@ -314,6 +369,8 @@ class Engine:
     def close(self) -> None:
         if self._store.folder is not None and self._tokens:
             self._store.put(np.asarray(self._tokens, dtype=np.int32), self._rt.save_state())
+        if self.experts is not None:
+            self.experts.close()
         self._rt.close()
 
     def __enter__(self) -> Engine:

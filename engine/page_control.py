@@ -11,6 +11,7 @@ import ctypes.util
 import logging
 import mmap
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,33 +23,80 @@ MADV_DONTNEED = 4
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform != "win32" else None
 
 
-def file_mappings(path: Path) -> list[tuple[int, int]]:
-    """(start, end) address ranges where this process maps `path`."""
-    ranges = []
+MADV_RANDOM = 1
+MADV_PAGEOUT = 21  # Linux 5.4
+MADV_POPULATE_READ = 22  # Linux 5.14
+SUPPORTED = sys.platform.startswith("linux")
+
+
+@dataclass(frozen=True)
+class FileMapping:
+    """One mapping of a file: [start, end) in memory shows the file from `file_offset` on."""
+
+    start: int
+    end: int
+    file_offset: int
+
+    def address(self, offset: int) -> int:
+        """The address of file offset `offset` (which must lie inside this mapping)."""
+        return self.start + offset - self.file_offset
+
+    def covers(self, offset: int, nbytes: int) -> bool:
+        return self.file_offset <= offset and offset + nbytes <= self.file_offset + (self.end - self.start)
+
+
+def mappings_of(path: Path) -> list[FileMapping]:
+    """Where this process maps `path`, from /proc/self/maps (empty elsewhere)."""
+    found = []
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 parts = line.split(maxsplit=5)
                 if len(parts) == 6 and parts[5].rstrip("\n") == str(path):
                     start, end = (int(x, 16) for x in parts[0].split("-"))
-                    ranges.append((start, end))
+                    found.append(FileMapping(start, end, int(parts[2], 16)))
     except OSError:
         return []
-    return ranges
+    return found
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform != "win32" else None
+def file_mappings(path: Path) -> list[tuple[int, int]]:
+    """(start, end) address ranges where this process maps `path`."""
+    return [(m.start, m.end) for m in mappings_of(path)]
+
+
+def page_span(address: int, nbytes: int, *, inward: bool) -> tuple[int, int]:
+    """[start, end) of whole pages: inside the range (inward) or covering it (outward)."""
+    if inward:
+        start = -(-address // PAGE) * PAGE
+        end = (address + nbytes) // PAGE * PAGE
+    else:
+        start = address // PAGE * PAGE
+        end = -(-(address + nbytes) // PAGE) * PAGE
+    return start, max(start, end)
+
+
+def madvise(start: int, end: int, advice: int) -> bool:
+    """madvise over page-aligned [start, end); False (errno kept) when the kernel refuses."""
+    if _libc is None or end <= start:
+        return end <= start
+    return _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), advice) == 0
+
+
+def residency(start: int, end: int) -> np.ndarray:
+    """One bool per page of page-aligned [start, end): in RAM now (mincore)."""
+    n_pages = (end - start + PAGE - 1) // PAGE
+    if _libc is None or n_pages <= 0:
+        return np.zeros(max(n_pages, 0), dtype=bool)
+    vec = np.zeros(n_pages, dtype=np.uint8)
+    if _libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(end - start), vec.ctypes.data_as(ctypes.c_void_p)) != 0:
+        return np.zeros(n_pages, dtype=bool)
+    return (vec & 1).astype(bool)
 
 
 def resident_bytes(start: int, end: int) -> int:
     """Bytes of [start, end) that are in RAM, by mincore (start must be page aligned)."""
-    if _libc is None or end <= start:
-        return 0
-    n_pages = (end - start + PAGE - 1) // PAGE
-    vec = (ctypes.c_ubyte * n_pages)()
-    if _libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(end - start), vec) != 0:
-        return 0
-    return int(np.count_nonzero(np.frombuffer(vec, dtype=np.uint8) & 1)) * PAGE
+    return int(np.count_nonzero(residency(start, end))) * PAGE
 
 
 def drop_mapped_pages(path: Path) -> int:
@@ -57,7 +105,7 @@ def drop_mapped_pages(path: Path) -> int:
     On a read-only shared mapping this loses nothing: a page used again comes back by a
     minor fault from the page cache, without disk I/O.
     """
-    if _libc is None or not sys.platform.startswith("linux"):
+    if not SUPPORTED:
         return 0
     advised = 0
     for start, end in file_mappings(path):

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 ARCH = "smallthinker"
 Q4_0_BLOCK_VALUES = 32
 Q4_0_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
-# Random nibbles are uniform over -8..7: standard deviation about 4.6 before scaling.
-_NIBBLE_STD = 4.6
+# Random weights -7..7 (0 twice as likely, see _zero_mean_nibbles): std about 4.3.
+_NIBBLE_STD = 4.3
 _POOL_BLOCKS = 1 << 18  # 4.7 MB of random blocks per distinct scale
 
 
@@ -143,6 +143,7 @@ class _Q4Pool:
         if scale not in self._pools:
             blocks = np.frombuffer(bytearray(self._rng.bytes(_POOL_BLOCKS * Q4_0_BLOCK_BYTES)), np.uint8)
             blocks = blocks.reshape(_POOL_BLOCKS, Q4_0_BLOCK_BYTES)
+            blocks[:, 2:] = _zero_mean_nibbles(blocks[:, 2:])
             blocks[:, :2] = np.frombuffer(np.float16(scale).tobytes(), np.uint8)
             self._pools[scale] = blocks.tobytes()
         return self._pools[scale]
@@ -156,6 +157,19 @@ class _Q4Pool:
             yield piece
             remaining -= len(piece)
             start = 0
+
+
+def _zero_mean_nibbles(packed: np.ndarray) -> np.ndarray:
+    """Map nibble 0 (weight -8) to 8 (weight 0): weights -7..7, mean 0.
+
+    Uniform nibbles dequantise to -8..7, mean -0.5: every row then carries a bias along
+    the sum of its inputs, which after ReLU grows layer by layer until the residual
+    stream is dominated by one direction and every token picks the same experts.
+    """
+    low, high = packed & 0x0F, packed >> 4
+    low[low == 0] = 8
+    high[high == 0] = 8
+    return low | (high << 4)
 
 
 def _f32_tensor(plan: TensorPlan, rng: np.random.Generator, skew: RouterSkew | None) -> np.ndarray:

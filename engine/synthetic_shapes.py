@@ -66,6 +66,11 @@ SHAPES: dict[str, SyntheticShape] = {
     "tiny": _TINY,
     # Context beyond the window, so that the window layers' smaller cache shows.
     "tiny-swa": replace(_TINY, name="tiny-swa", context_length=16384, sliding_window=SMALLTHINKER_SWA_WINDOW),
+    # Experts of whole pages (72 KiB a matrix), so that a budget test can evict and count
+    # them the way the real shapes are.
+    "small-moe": replace(
+        _TINY, name="small-moe", n_embd=256, n_head=4, head_dim=64, n_expert=16, n_expert_used=4, n_ff_exp=512
+    ),
     "4b": SyntheticShape(
         name="4b", n_layer=32, n_embd=1536, n_head=12, n_head_kv=2, head_dim=128,
         n_expert=32, n_expert_used=4, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,

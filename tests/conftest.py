@@ -16,7 +16,7 @@ import pytest
 # Qt must never try to reach a display in tests; set before any Qt import.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from engine.synthetic import write_synthetic_model  # noqa: E402
+from engine.synthetic import RouterSkew, write_synthetic_model  # noqa: E402
 from engine.synthetic_shapes import get_shape  # noqa: E402
 
 
@@ -36,6 +36,13 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_swa_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_model(get_shape("tiny-swa"), tmp_path_factory.mktemp("models") / "tiny-swa.gguf")
+
+
+@pytest.fixture(scope="session")
+def small_moe_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_model(
+        get_shape("small-moe"), tmp_path_factory.mktemp("models") / "small-moe.gguf", skew=RouterSkew()
+    )
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

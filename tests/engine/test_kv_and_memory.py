@@ -75,7 +75,7 @@ def test_file_backed_report_counts_resident_pages_of_the_mapping(tiny_model_path
 
 
 def test_auto_mode_picks_file_backed_when_the_budget_is_too_small(tiny_model_path):
-    small = EngineConfig(n_ctx=512, memory_budget_bytes=1 << 20)
+    small = EngineConfig(n_ctx=512, memory_budget_bytes=2 << 20)  # over the file, under file + KV + headroom
     with Engine(tiny_model_path, small) as engine:
         assert engine.memory_mode is MemoryMode.FILE_BACKED
     with Engine(tiny_model_path, EngineConfig(n_ctx=512, memory_budget_bytes=8 << 30)) as engine:

@@ -1,0 +1,106 @@
+"""Which experts stay in RAM: a fixed number of slots and a replacement policy.
+
+Book-keeping only (no I/O): the manager turns its answers into reads and evictions, and
+the benchmark replays recorded traces through the same class. An access is one layer's
+experts for one evaluation (one token, or the union over a prompt batch); those experts
+are pinned while the access is served, since the layer is about to use them all.
+
+Policies:
+- LFU (the default): frequency with exponential ageing (each access weighs 2^(1/half_life)
+  more than the one before), ties to the least recently used. SmallThinker's experts are
+  unevenly popular and a token's experts barely depend on the previous token's, so how
+  often an expert is used predicts its next use better than how recently; ageing lets
+  the hot set follow a change of topic. A cold expert enters with the lowest score and is
+  the next to go, so one-off experts pass through one slot without pushing hot ones out.
+- LRU: recency only (PowerInfer's engine keeps one LRU of experts).
+- FIFO: the expert loaded longest ago goes first: the simple evictor the benchmark
+  compares against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from engine.errors import EngineError
+
+
+class CachePolicy(StrEnum):
+    LFU = "lfu"
+    LRU = "lru"
+    FIFO = "fifo"
+
+
+@dataclass(frozen=True)
+class Access:
+    hits: np.ndarray  # keys already resident
+    misses: np.ndarray  # keys to read
+    evicted: np.ndarray  # keys to drop, to make room for the misses
+
+
+class ExpertCache:
+    def __init__(
+        self, n_keys: int, capacity: int, policy: CachePolicy = CachePolicy.LFU, *, half_life: float = 8192.0
+    ) -> None:
+        if capacity < 1:
+            raise EngineError("the expert cache needs room for at least one expert")
+        self.n_keys = n_keys
+        self.capacity = min(capacity, n_keys)
+        self.policy = CachePolicy(policy)
+        self.resident = np.zeros(n_keys, dtype=bool)
+        self._score = np.zeros(n_keys, dtype=np.float64)
+        self._last_used = np.zeros(n_keys, dtype=np.int64)
+        self._loaded_at = np.zeros(n_keys, dtype=np.int64)
+        self._growth = 2.0 ** (1.0 / half_life)
+        self._weight = 1.0
+        self.tick = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.count_nonzero(self.resident))
+
+    def access(self, keys: np.ndarray) -> Access:
+        """Serve one access: which keys hit, which must be read, which to evict for them."""
+        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        if len(keys) > self.capacity:
+            raise EngineError(f"one layer needs {len(keys)} experts but the cache holds {self.capacity}")
+        self.tick += 1
+        present = self.resident[keys]
+        hits, misses = keys[present], keys[~present]
+        evicted = self._victims(len(misses) - (self.capacity - self.size), keys)
+        self.resident[evicted] = False
+        self.resident[misses] = True
+        self._loaded_at[misses] = self.tick
+        self._last_used[keys] = self.tick
+        self._count(keys)
+        return Access(hits, misses, evicted)
+
+    def resize(self, capacity: int) -> np.ndarray:
+        """Change the number of slots; returns the keys to evict when it shrinks."""
+        self.capacity = max(1, min(capacity, self.n_keys))
+        evicted = self._victims(self.size - self.capacity, np.empty(0, dtype=np.int64))
+        self.resident[evicted] = False
+        return evicted
+
+    def _count(self, keys: np.ndarray) -> None:
+        self._weight *= self._growth
+        if self._weight > 1e200:  # rescale before overflow; the order of scores is kept
+            self._score /= self._weight
+            self._weight = 1.0
+        self._score[keys] += self._weight
+
+    def _victims(self, n: int, pinned: np.ndarray) -> np.ndarray:
+        if n <= 0:
+            return np.empty(0, dtype=np.int64)
+        candidates = self.resident.copy()
+        candidates[pinned] = False
+        keys = np.flatnonzero(candidates)
+        if self.policy is CachePolicy.LFU:
+            order = np.lexsort((self._last_used[keys], self._score[keys]))
+        elif self.policy is CachePolicy.LRU:
+            order = np.argsort(self._last_used[keys], kind="stable")
+        else:
+            order = np.argsort(self._loaded_at[keys], kind="stable")
+        return keys[order[:n]]

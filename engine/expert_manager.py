@@ -1,0 +1,274 @@
+"""Keep a model's resident bytes within a budget, reading experts just before they are used.
+
+llama.cpp maps the file (no repacking, so every weight is an evictable file page). The
+router hook tells us each layer's experts before the layer's attention runs; the cache
+decides which experts stay; the I/O thread evicts the losers and reads the misses while
+attention computes. Non-expert weights (attention, norms, routers, output, the embedding
+rows in use) are never evicted; the budget left after them, in whole experts, is the
+cache's capacity. A sweep every second checks with mincore what is really resident,
+evicts stray expert pages (a fault's read-around, a read that lost a race) and re-derives
+the capacity from the measured non-expert bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.errors import EngineError
+from engine.expert_cache import CachePolicy, ExpertCache
+from engine.expert_io import ExpertIO
+from engine.expert_map import EXPERT_TENSORS, ExpertMap
+from engine.model_info import ModelInfo
+from engine.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, page_span, residency
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 0.25
+# Pages of the embedding table touched so far are counted when measured; before the first
+# sweep this much is assumed.
+_EMBEDDING_ALLOWANCE = 32 << 20
+
+
+class BudgetTooSmallError(EngineError, ValueError):
+    """The budget cannot hold the weights every token needs plus one layer's experts."""
+
+
+@dataclass(frozen=True, eq=False)
+class ExpertStats:
+    budget_bytes: int
+    capacity_experts: int
+    expert_bytes: int
+    prefetch: bool
+    policy: str
+    evaluations: int  # tokens of decode, batches of prompt (each runs every layer once)
+    hits: int
+    misses: int
+    bytes_read: int  # by prefetch; without it, misses * expert_bytes are faulted in instead
+    on_time: int  # prefetches finished before llama.cpp reached the expert
+    late: int
+    lead_ms_median: float | None  # how long before use the on-time ones finished
+    late_ms_median: float | None
+    resident_bytes: int | None  # model bytes in RAM at the last sweep (mincore)
+    peak_resident_bytes: int | None
+    predictions_checked: int  # (layer, token) rows whose predicted experts were compared
+    prediction_mismatches: int
+    usage: np.ndarray = field(repr=False)  # [n_layer, n_expert] selections by llama.cpp
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 1.0
+
+    @property
+    def miss_bytes(self) -> int:
+        return self.misses * self.expert_bytes
+
+    @property
+    def bytes_read_per_token(self) -> float:
+        return self.miss_bytes / self.evaluations if self.evaluations else 0.0
+
+
+def fixed_bytes(info: ModelInfo) -> int:
+    """Weights every token needs and the manager never evicts (embedding rows estimated)."""
+    experts = sum(t.nbytes for t in info.tensors.values() if t.name.split(".")[-2] in EXPERT_TENSORS)
+    embedding = info.tensors["token_embd.weight"].nbytes
+    total = sum(t.nbytes for t in info.tensors.values())
+    return total - experts - embedding + min(embedding, _EMBEDDING_ALLOWANCE)
+
+
+def minimum_budget(info: ModelInfo, experts: ExpertMap) -> int:
+    """Fixed weights plus every expert of one layer (a prompt batch may use them all)."""
+    return fixed_bytes(info) + experts.n_expert * experts.expert_bytes
+
+
+class ExpertManager:
+    """A RouteListener (see router_hook) that enforces `budget_bytes` of resident model weights."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        experts: ExpertMap,
+        budget_bytes: int,
+        *,
+        prefetch: bool = True,
+        policy: CachePolicy = CachePolicy.LFU,
+        record_trace: bool = False,
+    ) -> None:
+        if budget_bytes < minimum_budget(info, experts):
+            need = minimum_budget(info, experts) / 2**30
+            raise BudgetTooSmallError(
+                f"a memory budget of {budget_bytes / 2**30:.2f} GiB is too small for {info.path.name}: "
+                f"it needs at least {need:.2f} GiB (the weights every token uses plus one layer's experts)"
+            )
+        self.info, self.map = info, experts
+        self.budget_bytes = budget_bytes
+        self.prefetch = prefetch
+        self._margin = budget_bytes // 200 + (4 << 20)
+        self._fixed = fixed_bytes(info)
+        self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
+        self.trace: list[np.ndarray] | None = [] if record_trace else None
+        self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)
+        self._predicted: dict[int, np.ndarray] = {}
+        self._misses: dict[int, np.ndarray] = {}
+        self._leads: list[float] = []
+        self._counts = {"evaluations": 0, "hits": 0, "misses": 0, "checked": 0, "mismatches": 0}
+        self._io: ExpertIO | None = None
+        self._mapping: FileMapping | None = None
+        self._last_sweep = 0.0
+        self._stamp = 0  # accesses made: a read queued for an earlier one is stale
+        self._resident: int | None = None
+        self._peak: int | None = None
+
+    def _capacity(self, fixed: int) -> int:
+        return max(self.map.n_expert, (self.budget_bytes - fixed - self._margin) // self.map.expert_bytes)
+
+    # --- set-up -------------------------------------------------------------------------------
+    def attach(self, mapping: FileMapping) -> None:
+        """Start managing llama.cpp's mapping: evict every expert, then read them on demand.
+
+        llama.cpp maps the file with MAP_POPULATE, so right after loading the whole model is
+        in RAM; from here on only the budget is.
+        """
+        first = min(t.offset for t in self.info.tensors.values())
+        if not mapping.covers(first, self.info.file_size - first):
+            raise EngineError("llama.cpp's mapping does not cover the model's weights")
+        self._mapping = mapping
+        n_keys = self.cache.n_keys
+        file_ranges = np.zeros((n_keys, 3, 2), dtype=np.int64)
+        evict_spans = np.zeros((n_keys, 3, 2), dtype=np.int64)
+        for layer in range(self.map.n_layer):
+            for expert in range(self.map.n_expert):
+                key = layer * self.map.n_expert + expert
+                for m, (offset, nbytes) in enumerate(self.map.ranges(layer, expert)):
+                    file_ranges[key, m] = offset, nbytes
+                    evict_spans[key, m] = page_span(mapping.address(offset), nbytes, inward=True)
+        evict_file_spans = evict_spans - (mapping.start - mapping.file_offset)
+        self._io = ExpertIO(self.info.path, file_ranges, evict_spans, evict_file_spans, self.cache.resident)
+        self._key_pages = (evict_spans - mapping.start) // PAGE  # [key, matrix, (first, end)] page indices
+        embedding = self.info.tensors["token_embd.weight"]
+        start, end = page_span(mapping.address(embedding.offset), embedding.nbytes, inward=True)
+        madvise(start, end, MADV_RANDOM)  # a new token faults in its row's page, not a window
+        for name in [f"blk.{layer}.{t}.weight" for layer in range(self.map.n_layer) for t in EXPERT_TENSORS]:
+            t = self.info.tensors[name]
+            span = page_span(mapping.address(t.offset), t.nbytes, inward=True)
+            if self.prefetch:
+                # We read the experts; a fault must not read its neighbours around it as well
+                # (pages nobody asked for, over the budget until the next sweep).
+                madvise(*span, MADV_RANDOM)
+            madvise(*span, MADV_PAGEOUT)
+        madvise(start, end, MADV_PAGEOUT)
+        self._io.evict(np.arange(n_keys))  # also drops what was read but is not mapped
+        self._io.call(self._sweep)
+        self._io.wait_idle()
+
+    def close(self) -> None:
+        if self._io is not None:
+            self._io.close()
+            self._io = None
+
+    # --- the router hook's calls (on the computing thread) ------------------------------------------
+    def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
+        if self._io is None:
+            return
+        now = time.perf_counter()
+        if layer == 0:
+            self._counts["evaluations"] += 1
+            self._adjust_capacity()
+            if now - self._last_sweep > SWEEP_SECONDS:
+                self._last_sweep = now
+                self._io.call(self._sweep)
+        self._predicted[layer] = experts.copy()
+        keys = layer * self.map.n_expert + np.flatnonzero(experts.any(axis=0))
+        access = self.cache.access(keys)
+        self._counts["hits"] += len(access.hits)
+        self._counts["misses"] += len(access.misses)
+        if self.trace is not None:
+            self.trace.append(keys)
+        self._io.evict(access.evicted)
+        self._stamp += 1
+        self._io.current_stamp = self._stamp
+        if self.prefetch:
+            self._io.read(access.misses, self._stamp)
+        self._misses[layer] = access.misses
+
+    def experts_selected(self, layer: int, experts: np.ndarray) -> None:
+        if self._io is None:
+            return
+        now = time.perf_counter()
+        np.add.at(self._usage[layer], experts.ravel(), 1)
+        predicted = self._predicted.pop(layer, None)
+        if predicted is not None:
+            chosen = np.zeros(predicted.shape, dtype=bool)
+            if chosen.shape[0] == experts.shape[0]:
+                np.put_along_axis(chosen, experts, True, axis=1)
+            self._counts["checked"] += len(predicted)
+            self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
+        misses = self._misses.pop(layer, None)
+        if self.prefetch and misses is not None and len(misses):
+            done = self._io.read_done_at[misses]
+            finished = done <= now
+            self._leads.extend((now - done[finished]).tolist())
+            self._io.used_at[misses[~finished]] = now
+
+    # --- budget -------------------------------------------------------------------------------------
+    def _adjust_capacity(self) -> None:
+        capacity = self._capacity(self._fixed)
+        if capacity != self.cache.capacity:
+            self._io.evict(self.cache.resize(capacity))
+
+    def _sweep(self) -> None:
+        """On the I/O thread: measure residency, evict stray expert pages, re-measure fixed bytes."""
+        mapping = self._mapping
+        resident = residency(mapping.start, mapping.end)
+        cumulative = np.concatenate(([0], np.cumsum(resident, dtype=np.int64)))
+        pages = self._key_pages
+        per_key = (cumulative[pages[:, :, 1]] - cumulative[pages[:, :, 0]]).sum(axis=1)
+        stray = np.flatnonzero((per_key > 0) & ~self.cache.resident)
+        self._io.evict_now(stray)
+        total = int(cumulative[-1]) * PAGE
+        self._resident = total - int(per_key[stray].sum()) * PAGE
+        self._peak = max(self._peak or 0, total)
+        self._fixed = total - int(per_key.sum()) * PAGE
+
+    # --- reports ------------------------------------------------------------------------------------
+    def stats(self) -> ExpertStats:
+        io = self._io
+        late = list(io.late_by) if io else []
+        c = self._counts
+        return ExpertStats(
+            budget_bytes=self.budget_bytes,
+            capacity_experts=self.cache.capacity,
+            expert_bytes=self.map.expert_bytes,
+            prefetch=self.prefetch,
+            policy=self.cache.policy.value,
+            evaluations=c["evaluations"],
+            hits=c["hits"],
+            misses=c["misses"],
+            bytes_read=io.bytes_read if io else 0,
+            on_time=len(self._leads),
+            late=len(late),
+            lead_ms_median=float(np.median(self._leads)) * 1e3 if self._leads else None,
+            late_ms_median=float(np.median(late)) * 1e3 if late else None,
+            resident_bytes=self._resident,
+            peak_resident_bytes=self._peak,
+            predictions_checked=c["checked"],
+            prediction_mismatches=c["mismatches"],
+            usage=self._usage.copy(),
+        )
+
+    def reset_stats(self) -> None:
+        """Start counting afresh (the cache's contents stay)."""
+        for key in self._counts:
+            self._counts[key] = 0
+        self._leads.clear()
+        self._usage[:] = 0
+        if self._io is not None:
+            self._io.late_by.clear()
+            self._io.bytes_read = 0
+        if self.trace is not None:
+            self.trace.clear()
+        self._peak = self._resident

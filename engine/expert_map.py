@@ -1,0 +1,99 @@
+"""Where each expert of a SmallThinker GGUF lies in the file, and every layer's router.
+
+A layer stores its experts as three 3-D tensors (`ffn_gate_exps`, `ffn_up_exps`,
+`ffn_down_exps`) whose outermost dimension is the expert, so expert e of a layer is one
+contiguous slice of each: three byte ranges. The routers (`ffn_gate_inp`, F32
+[n_expert x n_embd]) are small and read once with pread, never mapped: a second mapping
+of the file would stop MADV_PAGEOUT from evicting the pages llama.cpp maps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import ModelLoadError
+from engine.model_info import ModelInfo
+
+EXPERT_TENSORS = ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")
+GGML_TYPE_F32 = 0
+
+
+@dataclass(frozen=True)
+class ExpertMap:
+    n_layer: int
+    n_expert: int
+    n_expert_used: int
+    # [layer, matrix (gate, up, down)] -> file offset of expert 0, and bytes per expert
+    base_offsets: np.ndarray
+    matrix_bytes: np.ndarray
+    routers: tuple[np.ndarray, ...]  # per layer, float32 [n_expert, n_embd]
+    model_bytes: int  # every tensor
+
+    @property
+    def expert_bytes(self) -> int:
+        """Bytes of one expert (its three matrices); the same in every layer of these models."""
+        return int(self.matrix_bytes.sum(axis=1).max())
+
+    @property
+    def all_experts_bytes(self) -> int:
+        return int(self.matrix_bytes.sum()) * self.n_expert
+
+    @property
+    def non_expert_bytes(self) -> int:
+        return self.model_bytes - self.all_experts_bytes
+
+    def ranges(self, layer: int, expert: int) -> list[tuple[int, int]]:
+        """(file offset, length) of expert `expert`'s gate, up and down matrices in `layer`."""
+        sizes = self.matrix_bytes[layer]
+        return [(int(self.base_offsets[layer, m] + expert * sizes[m]), int(sizes[m])) for m in range(3)]
+
+    def select(self, layer: int, layer_input: np.ndarray) -> np.ndarray:
+        """Which experts `layer` uses for each row of its input: bool [n_tokens, n_expert].
+
+        llama.cpp ranks sigmoid(router logits) in float32. Where sigmoid saturates, several
+        experts tie for the last places and llama.cpp's (unstable) sort picks among them:
+        every tied expert is marked, so a row then names more than k experts.
+        """
+        logits = layer_input.astype(np.float32, copy=False) @ self.routers[layer].T
+        scores = np.float32(1) / (np.float32(1) + np.exp(-logits))
+        k = self.n_expert_used
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+        return scores >= kth
+
+
+def expert_map(info: ModelInfo) -> ExpertMap:
+    """The expert map of a model already checked by `inspect_model`."""
+    base = np.zeros((info.n_layer, 3), dtype=np.int64)
+    sizes = np.zeros((info.n_layer, 3), dtype=np.int64)
+    routers = []
+    with open(info.path, "rb") as f:
+        fd = f.fileno()
+        for layer in range(info.n_layer):
+            for m, name in enumerate(EXPERT_TENSORS):
+                t = info.tensors[f"blk.{layer}.{name}.weight"]
+                if t.dims[-1] != info.n_expert or t.nbytes % info.n_expert:
+                    raise ModelLoadError(f"{t.name} does not hold {info.n_expert} experts; the file is damaged")
+                base[layer, m], sizes[layer, m] = t.offset, t.nbytes // info.n_expert
+            routers.append(_read_router(fd, info, layer))
+    return ExpertMap(
+        n_layer=info.n_layer,
+        n_expert=info.n_expert,
+        n_expert_used=info.n_expert_used,
+        base_offsets=base,
+        matrix_bytes=sizes,
+        routers=tuple(routers),
+        model_bytes=sum(t.nbytes for t in info.tensors.values()),
+    )
+
+
+def _read_router(fd: int, info: ModelInfo, layer: int) -> np.ndarray:
+    t = info.tensors[f"blk.{layer}.ffn_gate_inp.weight"]
+    if t.ggml_type != GGML_TYPE_F32 or t.dims[:2] != (info.n_embd, info.n_expert):
+        raise ModelLoadError(f"{t.name} is not an F32 [{info.n_expert} x {info.n_embd}] router")
+    data = os.pread(fd, t.nbytes, t.offset)
+    if len(data) != t.nbytes:
+        raise ModelLoadError(f"{info.path.name} ends inside {t.name}; the file is truncated")
+    return np.frombuffer(data, dtype=np.float32).reshape(info.n_expert, info.n_embd)

@@ -1,0 +1,116 @@
+"""Know each layer's experts before its attention runs, through llama.cpp's eval callback.
+
+SmallThinker's router reads the layer's raw input, which is the previous layer's output
+(`l_out-(N-1)`, or `embd` for layer 0). llama.cpp hands us that node as soon as it is
+computed, so applying layer N's router (a small F32 matrix) in numpy names the experts
+layer N will use while its attention is still to come: time to read them from disk.
+The hook also asks for `ffn_moe_topk-N`, llama.cpp's own choice, computed right before
+the expert matrices are used: the moment a prefetch must have finished by.
+
+The callback runs on the thread calling llama_decode, inside llama.cpp: an exception
+there would be swallowed by ctypes and silently stop the computation, so everything is
+caught and logged once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import llama_cpp
+import numpy as np
+
+from engine.expert_map import ExpertMap
+
+log = logging.getLogger(__name__)
+
+GGML_TYPE_F32 = 0
+GGML_TYPE_I32 = 26
+
+
+class RouteListener(Protocol):
+    def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
+        """`experts` [n_tokens, k] of `layer`, known before its attention runs."""
+
+    def experts_selected(self, layer: int, experts: np.ndarray) -> None:
+        """llama.cpp's own choice for `layer`, right before its expert matrices are used."""
+
+
+class _TensorHead(ctypes.Structure):
+    """The leading fields of `struct ggml_tensor` (ggml.h), stable across versions."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * 4),
+        ("nb", ctypes.c_size_t * 4),
+    ]
+
+
+def _ggml_base() -> ctypes.CDLL:
+    folder = Path(llama_cpp.__file__).parent / "lib"
+    names = {"win32": "ggml-base.dll", "darwin": "libggml-base.dylib"}
+    lib = ctypes.CDLL(str(folder / names.get(sys.platform, "libggml-base.so")))
+    lib.ggml_get_name.restype = ctypes.c_char_p
+    lib.ggml_get_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_data.restype = ctypes.c_void_p
+    lib.ggml_get_data.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+class RouterHook:
+    """An eval callback for `llama_context_params.cb_eval` that reports routing to a listener."""
+
+    def __init__(self, experts: ExpertMap, listener: RouteListener) -> None:
+        self._map = experts
+        self._listener = listener
+        self._lib = _ggml_base()
+        last = experts.n_layer - 1
+        # node name -> (layer, is_prediction)
+        self._nodes: dict[bytes, tuple[int, bool]] = {b"embd": (0, True)}
+        for layer in range(experts.n_layer):
+            if layer < last:
+                self._nodes[f"l_out-{layer}".encode()] = (layer + 1, True)
+            self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, False)
+        self.failures = 0
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)
+
+    def _on_node(self, tensor: int, ask: bool, _user_data) -> bool:
+        try:
+            node = self._nodes.get(self._lib.ggml_get_name(tensor))
+            if ask or node is None:
+                return node is not None
+            layer, is_prediction = node
+            if is_prediction:
+                rows = self._rows(tensor, np.float32)
+                if layer == self._map.n_layer - 1:
+                    # llama.cpp runs the last layer's experts only for the tokens whose
+                    # logits are wanted: the engine asks for the batch's last one.
+                    rows = rows[-1:]
+                self._listener.experts_predicted(layer, self._map.select(layer, rows))
+            else:
+                self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy())
+        except Exception:  # anything escaping here would silently stop llama.cpp's graph
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("the expert router hook failed; experts are read on demand")
+        return True
+
+    def _rows(self, tensor: int, dtype) -> np.ndarray:
+        """The node's data as [rows, row length], without copying (valid during the callback)."""
+        head = _TensorHead.from_address(tensor)
+        expected = GGML_TYPE_F32 if dtype is np.float32 else GGML_TYPE_I32
+        if head.type != expected or head.ne[2] != 1 or head.ne[3] != 1:
+            raise ValueError(f"unexpected node layout: type {head.type}, ne {list(head.ne)}")
+        n_cols, n_rows = head.ne[0], head.ne[1]
+        item = np.dtype(dtype).itemsize
+        if head.nb[0] != item or head.nb[1] % item:
+            raise ValueError(f"unexpected node strides {list(head.nb)}")
+        span = (n_rows - 1) * head.nb[1] + n_cols * item
+        buffer = (ctypes.c_char * span).from_address(self._lib.ggml_get_data(tensor))
+        return np.lib.stride_tricks.as_strided(
+            np.frombuffer(buffer, dtype=dtype), shape=(n_rows, n_cols), strides=(head.nb[1], item)
+        )

@@ -1,0 +1,86 @@
+"""The expert cache's policies and the offline replays the benchmark compares them with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import EngineError
+from engine.expert_cache import CachePolicy, ExpertCache
+from engine.expert_replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate
+
+
+def keys(*k: int) -> np.ndarray:
+    return np.array(k, dtype=np.int64)
+
+
+@pytest.mark.parametrize("policy", list(CachePolicy))
+def test_the_cache_never_holds_more_than_its_capacity_and_never_evicts_what_is_in_use(policy):
+    rng = np.random.default_rng(0)
+    cache = ExpertCache(64, 10, policy)
+    for _ in range(500):
+        wanted = rng.choice(64, size=4, replace=False)
+        access = cache.access(wanted)
+        assert cache.size <= 10
+        assert cache.resident[wanted].all()
+        assert not np.isin(access.evicted, wanted).any()
+        assert sorted(np.concatenate([access.hits, access.misses])) == sorted(wanted)
+
+
+def _victim(policy: CachePolicy, uses: list[int], capacity: int = 3) -> list[int]:
+    cache = ExpertCache(8, capacity, policy)
+    for k in uses[:-1]:
+        cache.access(keys(k))
+    return cache.access(keys(uses[-1])).evicted.tolist()
+
+
+def test_each_policy_evicts_its_own_kind_of_victim():
+    often_early = [0, 0, 0, 1, 2, 1, 3]  # 0 used most but longest ago
+    assert _victim(CachePolicy.LFU, often_early) == [2]  # the least used
+    assert _victim(CachePolicy.LRU, often_early) == [0]
+    reused_first = [0, 1, 2, 0, 3]  # 0 loaded first, then used again
+    assert _victim(CachePolicy.LRU, reused_first) == [1]
+    assert _victim(CachePolicy.FIFO, reused_first) == [0]  # loaded longest ago, however used since
+    assert _victim(CachePolicy.LFU, reused_first) == [1]  # 1 and 2 tie on uses: the less recent goes
+
+
+def test_lfu_ages_old_popularity_away():
+    cache = ExpertCache(8, 2, CachePolicy.LFU, half_life=2)
+    for _ in range(5):
+        cache.access(keys(0))
+    for _ in range(20):  # a change of topic: 1 and 2 are the hot ones now
+        cache.access(keys(1))
+        cache.access(keys(2))
+    assert cache.resident[[1, 2]].all() and not cache.resident[0]
+
+
+def test_a_layer_needing_more_experts_than_the_cache_holds_is_an_error():
+    with pytest.raises(EngineError, match="holds 2"):
+        ExpertCache(8, 2).access(keys(1, 2, 3))
+
+
+def test_shrinking_the_cache_evicts_the_least_valuable():
+    cache = ExpertCache(8, 3, CachePolicy.LFU)
+    for k in (0, 0, 0, 1, 1, 2):
+        cache.access(keys(k))
+    assert cache.resize(1).tolist() == [2, 1]
+    assert cache.resident.tolist() == [True] + [False] * 7
+
+
+def test_the_static_oracle_counts_the_top_keys_of_the_scored_part():
+    trace = [keys(0, 1), keys(0, 2), keys(0, 1), keys(3)]
+    assert static_oracle_hit_rate(trace, 4, 2) == pytest.approx(5 / 7)  # keep 0 (3 uses) and 1 (2)
+    assert static_oracle_hit_rate(trace, 4, 1, scored_from=3) == 1.0
+
+
+def test_belady_bounds_every_online_policy_and_matches_a_hand_computed_trace():
+    # capacity 2, a b c a b: a, b, c miss; c evicts b (next used at 4, a at 3); a hits; b misses.
+    trace = [keys(0), keys(1), keys(2), keys(0), keys(1)]
+    assert belady_hit_rate(trace, 3, 2) == pytest.approx(1 / 5)
+    rng = np.random.default_rng(1)
+    popularity = rng.dirichlet(np.full(40, 0.3))
+    trace = [rng.choice(40, size=3, replace=False, p=popularity) for _ in range(400)]
+    best = belady_hit_rate(trace, 40, 12)
+    for policy in CachePolicy:
+        assert replay_hit_rate(trace, 40, 12, policy) <= best + 1e-12
+    assert replay_hit_rate(trace, 40, 12, CachePolicy.LFU) > replay_hit_rate(trace, 40, 12, CachePolicy.FIFO)
