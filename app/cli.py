@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skew the router so this fraction of each layer's experts is hot (e.g. 0.25)",
     )
     synth.add_argument(
-        "--hot-scale", type=float, default=3.0, help="router-row norm factor of the hot experts (default: 3)"
+        "--hot-scale", type=float, default=2.0, help="router-row norm factor of the hot experts (default: 2)"
     )
     synth.add_argument("--verify", action="store_true", help="load the file with llama.cpp and decode a few tokens")
 
@@ -168,7 +168,7 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 # Benchmarks are scripts in the repository's bench/ folder, not part of the installed app.
-BENCHMARKS = {"engine": "engine.py", "ui": "ui.py"}
+BENCHMARKS = {"engine": "engine.py", "memory": "memory_budget.py", "ui": "ui.py"}
 
 
 def _run_bench(args: argparse.Namespace) -> int:

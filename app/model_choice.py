@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from app.catalog import GIB, CatalogEntry, ModelCatalog
 from app.hardware import HardwareProbe
+from engine import page_control
 
 RESERVE_FRACTION = 0.25
 RESERVE_MIN_BYTES = 1 * GIB
@@ -82,6 +83,16 @@ def recommend(probe: HardwareProbe, catalog: ModelCatalog) -> Recommendation:
     return Recommendation(choice.id, mode, budget, True, f"{head} {why}{disk_note}")
 
 
+def budget_platform_note() -> str:
+    """Empty where a budget below the model's size is enforced; otherwise what happens instead."""
+    if page_control.SUPPORTED:
+        return ""
+    return (
+        "On this system a budget smaller than the model is not enforced: the model is memory-mapped "
+        "and the operating system decides what stays in RAM (keeping experts within a budget needs Linux)."
+    )
+
+
 def budget_summary(budget_bytes: int | None, catalog: ModelCatalog) -> str:
     """What a memory budget allows, for the settings slider: which model runs, and how."""
     if not budget_bytes:
@@ -94,4 +105,4 @@ def budget_summary(budget_bytes: int | None, catalog: ModelCatalog) -> str:
             parts.append(f"{entry.display_name} runs in memory-budget mode (slower)")
         else:
             parts.append(f"{entry.display_name} needs at least {entry.min_budget_gib:.0f} GiB")
-    return f"{_gib(budget_bytes)}: " + "; ".join(parts) + "."
+    return f"{_gib(budget_bytes)} for the model's weights and its KV cache: " + "; ".join(parts) + "."

@@ -347,9 +347,14 @@ class Engine:
         self._tokens = []
 
     # --- reports and lifetime ---------------------------------------------------------------
-    def memory_report(self) -> MemoryReport:
+    def memory_report(self, *, fresh: bool = True) -> MemoryReport:
+        """Where memory is. `fresh=False` takes the expert manager's last measurement of the
+        model's resident bytes instead of a new mincore pass (20 ms for the 4B, 100 for the 21B)."""
         rss, anon, file_backed = process_rss()
-        if self.memory_mode is MemoryMode.FILE_BACKED:
+        stats = self.experts.stats() if self.experts is not None else None
+        if stats is not None and not fresh and stats.resident_bytes is not None:
+            resident = stats.resident_bytes
+        elif self.memory_mode is MemoryMode.FILE_BACKED:
             mapped = self._mappings
             resident = sum(page_control.resident_bytes(start, end) for start, end in mapped) if mapped else None
         else:
@@ -364,6 +369,8 @@ class Engine:
             kv_bytes=self.kv.total_bytes,
             kv_global_bytes=self.kv.global_bytes,
             kv_window_bytes=self.kv.window_bytes,
+            weights_budget_bytes=stats.budget_bytes if stats is not None else None,
+            expert_hit_rate=stats.hit_rate if stats is not None and stats.hits + stats.misses else None,
         )
 
     def close(self) -> None:

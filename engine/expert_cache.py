@@ -61,9 +61,17 @@ class ExpertCache:
     def size(self) -> int:
         return int(np.count_nonzero(self.resident))
 
-    def access(self, keys: np.ndarray) -> Access:
-        """Serve one access: which keys hit, which must be read, which to evict for them."""
-        keys = np.unique(np.asarray(keys, dtype=np.int64))
+    def access(self, keys: np.ndarray, uses: np.ndarray | None = None) -> Access:
+        """Serve one access: which keys hit, which must be read, which to evict for them.
+
+        `uses`: how many tokens of the access use each key (a prompt batch counts each
+        token's choice, so LFU learns the prompt's popular experts); 1 each by default.
+        """
+        if uses is None:
+            keys = np.unique(np.asarray(keys, dtype=np.int64))
+            uses = np.ones(len(keys))
+        elif len(np.unique(keys)) != len(keys):
+            raise EngineError("an access with use counts must name each expert once")
         if len(keys) > self.capacity:
             raise EngineError(f"one layer needs {len(keys)} experts but the cache holds {self.capacity}")
         self.tick += 1
@@ -74,7 +82,7 @@ class ExpertCache:
         self.resident[misses] = True
         self._loaded_at[misses] = self.tick
         self._last_used[keys] = self.tick
-        self._count(keys)
+        self._count(keys, uses)
         return Access(hits, misses, evicted)
 
     def resize(self, capacity: int) -> np.ndarray:
@@ -84,12 +92,12 @@ class ExpertCache:
         self.resident[evicted] = False
         return evicted
 
-    def _count(self, keys: np.ndarray) -> None:
+    def _count(self, keys: np.ndarray, uses: np.ndarray) -> None:
         self._weight *= self._growth
         if self._weight > 1e200:  # rescale before overflow; the order of scores is kept
             self._score /= self._weight
             self._weight = 1.0
-        self._score[keys] += self._weight
+        self._score[keys] += self._weight * uses
 
     def _victims(self, n: int, pinned: np.ndarray) -> np.ndarray:
         if n <= 0:

@@ -1,11 +1,11 @@
 """Reading experts into the page cache and evicting them, off the thread that computes.
 
-Measured on the 4B shape (see bench/memory_budget.py for the figures of a run): reading an
-expert with pread runs at about 1 GB/s here, MADV_POPULATE_READ on llama.cpp's mapping at
-about 0.1 GB/s, page faults at 0.1-0.2 GB/s (each fault reads a small window
-synchronously). So prefetch is pread into a scratch buffer: the pages land in the page
-cache and llama.cpp's later touches are minor faults. Our descriptor is marked
-POSIX_FADV_RANDOM so that a read brings no neighbouring expert along.
+Measured on the 4B shape (bench/memory_budget.py prints a run's figures): pread of an
+expert matrix runs at about 1 GB/s here, MADV_POPULATE_READ on llama.cpp's mapping at about
+0.1 GB/s, page faults at 0.1-0.2 GB/s (each fault reads a small window synchronously). So
+prefetch is pread into a scratch buffer: the pages land in the page cache and llama.cpp's
+later touches are minor faults. Our descriptor is marked POSIX_FADV_RANDOM so that a read
+brings no neighbouring expert along. Several workers keep several reads in flight.
 
 Eviction: MADV_PAGEOUT drops the pages from llama.cpp's mapping (about 0.5 ms per 4B
 expert, so it runs here, not in the callback), then POSIX_FADV_DONTNEED drops them from
@@ -28,13 +28,16 @@ from engine.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise
 
 log = logging.getLogger(__name__)
 
+N_MATRICES = 3  # gate, up, down
+
 
 class ExpertIO:
-    """A worker thread that reads and evicts experts in the order asked.
+    """Worker threads that evict and read experts, evictions first.
 
     `file_ranges[key]` is [3, 2] of (file offset, bytes); `evict_spans[key]` [3, 2] of
     page-aligned [start, end) addresses in llama.cpp's mapping and `evict_file_spans` the
-    same pages as file offsets.
+    same pages as file offsets. `wanted` is the cache's residency: a key evicted before its
+    read starts is not read.
     """
 
     def __init__(
@@ -44,6 +47,8 @@ class ExpertIO:
         evict_spans: np.ndarray,
         evict_file_spans: np.ndarray,
         wanted: np.ndarray,
+        *,
+        n_threads: int = 2,
     ) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         with contextlib.suppress(OSError):
@@ -54,40 +59,51 @@ class ExpertIO:
         self._file_ranges = file_ranges
         self._evict_spans = evict_spans
         self._evict_file_spans = evict_file_spans
-        self._wanted = wanted  # the cache's residency flags: a key evicted meanwhile is not read
-        self._buffer = bytearray(int(file_ranges[:, :, 1].max()) + PAGE)
+        self._wanted = wanted
+        self._buffer_bytes = int(file_ranges[:, :, 1].max()) + PAGE
         self._pageout = MADV_PAGEOUT
-        # Evictions (and calls) go before reads: they keep the budget, reads only save time.
-        self._urgent: collections.deque = collections.deque()
-        self._reads: collections.deque = collections.deque()
-        self._wake = threading.Condition()
+        self._urgent: collections.deque = collections.deque()  # evictions and calls
+        self._reads: collections.deque = collections.deque()  # (key, matrix, stamp)
+        self._lock = threading.Condition()
+        self._read_finished = threading.Condition(self._lock)
         self._stopping = False
         self.current_stamp = 0  # the latest access the computing thread has made
         n_keys = len(file_ranges)
-        self.read_done_at = np.full(n_keys, np.nan)
-        self.used_at = np.full(n_keys, np.nan)
-        self.late_by: list[float] = []  # seconds a read finished after its expert was needed
+        self._matrices_left = np.zeros(n_keys, dtype=np.int64)
+        self.read_done_at = np.zeros(n_keys)  # when each key's last read completed
         self.bytes_read = 0
         self.stale_reads = 0
         self.evictions = 0
         self.failures = 0
-        self._thread = threading.Thread(target=self._run, name="expert-io", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"expert-io-{i}", daemon=True) for i in range(n_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # --- called from the computing thread ---------------------------------------------------
     def read(self, keys: np.ndarray, stamp: int) -> None:
         """Read `keys`, unless the computing thread has gone past access `stamp` by then."""
-        self.read_done_at[keys] = np.nan
-        self.used_at[keys] = np.nan
-        self._put(self._reads, [(int(key), stamp) for key in keys])
+        if len(keys):
+            with self._lock:
+                self._matrices_left[keys] = N_MATRICES
+                self._reads.extend((int(k), m, stamp) for k in keys for m in range(N_MATRICES))
+                self._lock.notify_all()
+
+    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> float:
+        """Block until `keys` are read (or dropped); return the seconds waited."""
+        started = time.perf_counter()
+        with self._read_finished:
+            self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
+        return time.perf_counter() - started
 
     def evict(self, keys: np.ndarray) -> None:
         if len(keys):
-            self._put(self._urgent, [(self.evict_now, keys)])
+            self._put_urgent((self.evict_now, keys))
 
     def call(self, fn) -> None:
-        """Run `fn()` on the worker, after the evictions and calls queued before it."""
-        self._put(self._urgent, [(fn, None)])
+        """Run `fn()` on a worker, before any read still queued."""
+        self._put_urgent((fn, None))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         done = threading.Event()
@@ -95,56 +111,62 @@ class ExpertIO:
         return done.wait(timeout)
 
     def close(self) -> None:
-        with self._wake:
+        with self._lock:
             self._stopping = True
-            self._wake.notify()
-        self._thread.join(timeout=30)
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
         os.close(self._fd)
 
-    def _put(self, jobs: collections.deque, items: list) -> None:
-        if items:
-            with self._wake:
-                jobs.extend(items)
-                self._wake.notify()
+    def _put_urgent(self, job) -> None:
+        with self._lock:
+            self._urgent.append(job)
+            self._lock.notify()
 
-    # --- the worker --------------------------------------------------------------------------
+    # --- the workers --------------------------------------------------------------------------
     def _run(self) -> None:
+        buffer = memoryview(bytearray(self._buffer_bytes))
         while True:
-            with self._wake:
+            with self._lock:
                 while not (self._urgent or self._reads or self._stopping):
-                    self._wake.wait()
+                    self._lock.wait()
                 if self._stopping:
                     return
-                if self._urgent:
-                    fn, arg = self._urgent.popleft()
-                else:
-                    fn, arg = self._read_job(*self._reads.popleft())
+                job = self._urgent.popleft() if self._urgent else None
+                read = self._reads.popleft() if job is None else None
             try:
-                fn(arg) if arg is not None else fn()
+                if job is not None:
+                    fn, arg = job
+                    fn(arg) if arg is not None else fn()
+                else:
+                    self._read(*read, buffer)
             except Exception:  # a failed read only costs speed: the compute faults the pages in
                 self.failures += 1
                 if self.failures == 1:
                     log.exception("expert I/O failed")
+                if read is not None:
+                    self._finished(read[0], 0)
 
-    def _read_job(self, key: int, stamp: int):
+    def _read(self, key: int, matrix: int, stamp: int, buffer: memoryview) -> None:
+        n = 0
         if stamp < self.current_stamp:  # that layer has run: llama.cpp faulted the pages in itself
             self.stale_reads += 1
-            return (lambda: None), None
-        return self._read, key
+        elif self._wanted[key]:
+            offset, nbytes = self._file_ranges[key, matrix]
+            n = os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
+        self._finished(key, n)
 
-    def _read(self, key: int) -> None:
-        if not self._wanted[key]:
-            return
-        view = memoryview(self._buffer)
-        for offset, nbytes in self._file_ranges[key]:
-            self.bytes_read += os.preadv(self._fd, [view[: int(nbytes)]], int(offset))
-        done = time.perf_counter()
-        self.read_done_at[key] = done
-        if self.used_at[key] < done:  # llama.cpp reached this expert before we had read it
-            self.late_by.append(done - self.used_at[key])
+    def _finished(self, key: int, nbytes: int) -> None:
+        with self._lock:
+            self.bytes_read += nbytes
+            self._matrices_left[key] -= 1
+            if self._matrices_left[key] <= 0:
+                self._matrices_left[key] = 0
+                self.read_done_at[key] = time.perf_counter()
+                self._read_finished.notify_all()
 
     def evict_now(self, keys: np.ndarray) -> None:
-        """Evict on the calling thread (the worker's own jobs, the manager's sweep)."""
+        """Evict on the calling thread (the workers' own jobs, the manager's sweep)."""
         for key in keys:
             spans = zip(self._evict_spans[key], self._evict_file_spans[key], strict=True)
             for (start, end), (file_start, file_end) in spans:

@@ -19,12 +19,19 @@ def _hit_rate(hits: int, total: int) -> float:
 
 
 def replay_hit_rate(
-    trace: Sequence[np.ndarray], n_keys: int, capacity: int, policy: CachePolicy, *, scored_from: int = 0
+    trace: Sequence[np.ndarray],
+    n_keys: int,
+    capacity: int,
+    policy: CachePolicy,
+    *,
+    scored_from: int = 0,
+    uses: Sequence[np.ndarray] | None = None,
 ) -> float:
+    """`uses`: per access, the tokens using each key (as the manager passes them)."""
     cache = ExpertCache(n_keys, capacity, policy)
     hits = total = 0
     for i, keys in enumerate(trace):
-        access = cache.access(keys)
+        access = cache.access(keys, uses[i] if uses is not None else None)
         if i >= scored_from:
             hits += len(access.hits)
             total += len(access.hits) + len(access.misses)

@@ -23,6 +23,8 @@ class MemoryReport:
     kv_bytes: int
     kv_global_bytes: int
     kv_window_bytes: int
+    weights_budget_bytes: int | None = None  # kept by the expert manager, when it runs
+    expert_hit_rate: float | None = None
 
 
 def process_rss() -> tuple[int, int | None, int | None]:

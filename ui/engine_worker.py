@@ -83,7 +83,7 @@ class EngineWorker(QObject):
 
     def memory_report(self) -> MemoryReport | None:
         with self._engine_lock:
-            return self._engine.memory_report() if self._engine is not None else None
+            return self._engine.memory_report(fresh=False) if self._engine is not None else None
 
     # --- slots, run on the worker thread ---------------------------------------------------------
     @Slot(str, object)

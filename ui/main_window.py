@@ -368,8 +368,11 @@ class MainWindow(ConversationActions, QMainWindow):
             return
         resident = report.model_resident_bytes
         model = f"model {resident / _MB:,.0f} MB" if resident is not None else "model ?"
+        if report.weights_budget_bytes is not None:
+            model += f" of {report.weights_budget_bytes / _MB:,.0f}"
+        experts = f" · experts {report.expert_hit_rate:.0%} cached" if report.expert_hit_rate is not None else ""
         self.memory_label.setText(
-            f"RSS {report.rss_bytes / _MB:,.0f} MB · {model} · KV {report.kv_bytes / _MB:,.0f} MB"
+            f"RSS {report.rss_bytes / _MB:,.0f} MB · {model} · KV {report.kv_bytes / _MB:,.0f} MB{experts}"
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name

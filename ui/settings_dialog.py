@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.catalog import GIB, ModelCatalog
-from app.model_choice import budget_summary
+from app.model_choice import budget_platform_note, budget_summary
 from app.settings import KV_TYPES, THEMES, Settings
 
 _BOUNDS = {f.name: f.metadata.get("bounds") for f in fields(Settings)}
@@ -128,7 +128,9 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
     def _show_budget(self, gib: int) -> None:
-        self.budget_label.setText(budget_summary(gib * GIB if gib else None, self.catalog))
+        note = budget_platform_note()
+        summary = budget_summary(gib * GIB if gib else None, self.catalog)
+        self.budget_label.setText(f"{summary} {note}" if note else summary)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir.text())

@@ -74,9 +74,20 @@ def test_budget_summary_says_what_fits():
     catalog = ModelCatalog.load()
     assert budget_summary(None, catalog).startswith("Automatic")
     assert budget_summary(1 * GIB, catalog) == (
-        "1.0 GiB: SmallThinker 4B runs in memory-budget mode (slower); SmallThinker 21B needs at least 8 GiB."
+        "1.0 GiB for the model's weights and its KV cache: SmallThinker 4B runs in memory-budget mode (slower); "
+        "SmallThinker 21B needs at least 8 GiB."
     )
     assert "SmallThinker 4B runs in memory; SmallThinker 21B runs in memory-budget mode" in budget_summary(
         8 * GIB, catalog
     )
     assert budget_summary(16 * GIB, catalog).endswith("SmallThinker 21B runs in memory.")
+
+
+def test_the_budget_note_says_when_the_platform_cannot_keep_a_budget(monkeypatch):
+    from app.model_choice import budget_platform_note
+    from engine import page_control
+
+    monkeypatch.setattr(page_control, "SUPPORTED", True)
+    assert budget_platform_note() == ""
+    monkeypatch.setattr(page_control, "SUPPORTED", False)
+    assert "not enforced" in budget_platform_note() and "Linux" in budget_platform_note()

@@ -140,3 +140,23 @@ def test_loading_shows_progress(qtbot, open_window, tiny_model_path):
     with qtbot.waitSignal(window.model_changed, timeout=30_000):
         window.load_model(str(tiny_model_path))
     assert percents and percents[-1] == 100 and percents == sorted(percents)
+
+
+def test_the_status_bar_shows_the_budget_and_the_expert_cache_when_experts_are_managed(
+    qtbot, open_window, small_moe_model_path
+):
+    from engine.config import EngineConfig, MemoryMode
+    from engine.expert_manager import fixed_bytes
+    from engine.model_info import inspect_model
+
+    window = open_window(max_tokens=16)
+    info = inspect_model(small_moe_model_path)
+    budget = fixed_bytes(info) + (info.file_size - fixed_bytes(info)) // 3
+    config = EngineConfig(n_ctx=1024, memory_mode=MemoryMode.FILE_BACKED, expert_budget_bytes=budget)
+    with qtbot.waitSignal(window.model_changed, timeout=30_000):
+        window.engine.request_load.emit(str(small_moe_model_path), config)
+    send_and_wait(qtbot, window, "Hello there")
+    window._show_memory()
+    label = window.memory_label.text()
+    assert f"of {budget / 2**20:,.0f}" in label
+    assert re.search(r"experts \d+% cached", label), label

@@ -29,6 +29,16 @@ def test_the_dialog_shows_and_returns_every_setting(qtbot):
     assert (changed.kv_cache_type, changed.font_size, changed.memory_budget_gib) == ("q8_0", 14, 1.0)
 
 
+def test_the_budget_slider_notes_where_a_budget_cannot_be_kept(qtbot, monkeypatch):
+    from engine import page_control
+
+    monkeypatch.setattr(page_control, "SUPPORTED", False)  # as on macOS and Windows
+    dialog = SettingsDialog(Settings(), ModelCatalog.load(), total_ram_bytes=16 * GIB, token=None)
+    qtbot.addWidget(dialog)
+    dialog.budget.setValue(2)
+    assert "not enforced" in dialog.budget_label.text()
+
+
 def test_applying_saves_settings_and_reloads_the_model_when_confirmed(qtbot, open_window, memory_keyring):
     window = open_window(max_tokens=8)
     new = dataclasses.replace(window.settings, context_length=1024, theme="dark", font_size=13)

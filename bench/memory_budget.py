@@ -1,0 +1,274 @@
+"""Decode speed and resident model bytes under a memory budget, three set-ups side by side.
+
+On a synthetic model of the real shape with a skewed router (a quarter of the experts
+made hot, as the paper measured), for each budget:
+- ours: the expert manager (LFU cache) with prefetch;
+- ours, no prefetch: the same cache, misses read by page faults when llama.cpp gets there;
+- no manager: plain mmap, the budget kept by a simple evictor that pages out the experts
+  loaded longest ago (FIFO), no prefetch.
+"unlimited" is what the app does when the model fits: in memory, repacked ("ours"), and
+plain mmap with nothing evicted ("no manager", which is also the compute time of the
+kernels the budgeted runs use).
+
+Each cell runs in a child process, starting with the file dropped from the page cache.
+Decoding samples (seeded, temperature 0.6) so tokens vary as in a chat; greedy decoding of
+a random model falls into loops that would flatter every cache. The figures of our
+prefetch cell's trace are also replayed through other policies, the best static choice
+(the most used experts of the trace kept for good) and Belady's offline optimum.
+
+    python bench/memory_budget.py [--shape 4b|21b] [--model FILE] [--tokens 128]
+    (or: smallthinker bench memory ...)
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if not __package__:  # run as a file: `engine` must be the package, not this file
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import numpy as np  # noqa: E402
+
+from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from engine.expert_cache import CachePolicy  # noqa: E402
+from engine.expert_map import expert_map  # noqa: E402
+from engine.expert_replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate  # noqa: E402
+from engine.model_info import inspect_model  # noqa: E402
+from engine.synthetic import RouterSkew, write_synthetic_model  # noqa: E402
+from engine.synthetic_shapes import get_shape  # noqa: E402
+
+GIB = 1 << 30
+BUDGETS = {"4b": [None, 2.0, 1.5, 1.0], "21b": [None, 8.0]}
+SETUPS = ("ours", "ours_no_prefetch", "no_manager")
+N_CTX = 2048
+PROMPT_TOKENS = 128
+RESIDENT_EVERY = 4  # tokens between mincore samples (their time is left out of the speed)
+FILLER = "The committee reviewed the annual report on regional water supply and the budget for repairs. "
+
+
+# --- one cell, in a child process -----------------------------------------------------------
+def cell_config(setup: str, budget_gib: float | None) -> EngineConfig:
+    if budget_gib is None:
+        mode = MemoryMode.AUTO if setup != "no_manager" else MemoryMode.FILE_BACKED
+        return EngineConfig(n_ctx=N_CTX, n_threads=2, memory_mode=mode)
+    return EngineConfig(
+        n_ctx=N_CTX,
+        n_threads=2,
+        memory_mode=MemoryMode.FILE_BACKED,
+        expert_budget_bytes=int(budget_gib * GIB),
+        expert_prefetch=setup == "ours",
+        expert_policy=CachePolicy.FIFO if setup == "no_manager" else CachePolicy.LFU,
+    )
+
+
+def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int) -> dict:
+    started = time.perf_counter()
+    engine = Engine(model, cell_config(setup, budget_gib))
+    load_s = time.perf_counter() - started
+    if engine.experts is not None:
+        engine.experts.trace = []
+    text = FILLER * (PROMPT_TOKENS // 8)
+    prompt = engine.encode_conversation([{"role": "user", "content": text}])[-PROMPT_TOKENS:]
+    sampling = SamplingParams(temperature=0.6, top_k=20, top_p=0.95, max_tokens=tokens, seed=7)
+    resident, sampling_s, decode_from = [], 0.0, 0
+    first = last = None
+    n = 0
+    for _chunk in engine.stream_prompt(prompt, sampling):
+        now = time.perf_counter()
+        n += 1
+        if first is None:
+            first = now
+            if engine.experts is not None:  # count the decode only; the prompt warmed the cache
+                engine.experts.reset_stats()
+                decode_from = len(engine.experts.trace)
+        last = now
+        if n % RESIDENT_EVERY == 0:
+            resident.append(engine.memory_report().model_resident_bytes)
+            sampling_s += time.perf_counter() - now
+    result = {
+        "setup": setup,
+        "budget_gib": budget_gib,
+        "memory_mode": engine.memory_mode.value,
+        "load_s": round(load_s, 2),
+        "tokens": n,
+        "decode_tps": (n - 1) / (last - first - sampling_s),
+        "peak_resident_bytes": max(r for r in resident if r is not None) if resident[0] is not None else None,
+    }
+    if engine.experts is not None:
+        result.update(expert_figures(engine, decode_from))
+        if result["manager_peak_resident_bytes"]:
+            result["peak_resident_bytes"] = max(result["peak_resident_bytes"], result["manager_peak_resident_bytes"])
+    engine.close()
+    return result
+
+
+def expert_figures(engine: Engine, decode_from: int) -> dict:
+    stats = engine.expert_stats()
+    trace, n_keys, capacity = engine.experts.trace, engine.experts.cache.n_keys, stats.capacity_experts
+    usage = np.sort(stats.usage.ravel())[::-1]
+    figures = {
+        "capacity_experts": capacity,
+        "n_experts": n_keys,
+        "hit_rate": stats.hit_rate,
+        "miss_bytes_per_token": stats.bytes_read_per_token,
+        "prefetched_bytes_per_token": stats.bytes_read / max(1, stats.evaluations),
+        "prefetch_on_time": stats.on_time,
+        "prefetch_late": stats.late,
+        "lead_ms_median": stats.lead_ms_median,
+        "late_ms_median": stats.late_ms_median,
+        "manager_peak_resident_bytes": stats.peak_resident_bytes,
+        "prediction_mismatches": stats.prediction_mismatches,
+        "hot_quarter_share": float(usage[: len(usage) // 4].sum() / max(1, usage.sum())),
+    }
+    if engine.experts.prefetch:  # the replays, once per budget
+        replay = {
+            f"replay_{policy.value}": replay_hit_rate(
+                trace, n_keys, capacity, policy, scored_from=decode_from, uses=engine.experts.trace_uses
+            )
+            for policy in CachePolicy
+        }
+        figures.update(replay)
+        figures["static_oracle"] = static_oracle_hit_rate(trace, n_keys, capacity, scored_from=decode_from)
+        figures["belady"] = belady_hit_rate(trace, n_keys, capacity, scored_from=decode_from)
+    return figures
+
+
+# --- the parent: disk speed, cells, the table --------------------------------------------------
+def drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def disk_read_speed(path: Path, expert_bytes: int) -> dict:
+    """Cold reads from the model file: sequential 8 MiB reads, and expert-sized random ones."""
+    drop_from_page_cache(path)
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buffer = bytearray(8 << 20)
+        started, done = time.perf_counter(), 0
+        while done < min(size, 512 << 20):
+            done += os.preadv(fd, [buffer], done)
+        sequential = done / (time.perf_counter() - started)
+        rng = np.random.default_rng(0)
+        view = memoryview(buffer)[:expert_bytes]
+        offsets = rng.integers(0, size - expert_bytes, 64) // 4096 * 4096
+        started = time.perf_counter()
+        for offset in offsets:
+            os.preadv(fd, [view], int(offset))
+        random_reads = len(offsets) * expert_bytes / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+    drop_from_page_cache(path)
+    return {"disk_gbps": sequential / 1e9, "disk_random_expert_gbps": random_reads / 1e9}
+
+
+def run_child(model: Path, setup: str, budget: float | None, tokens: int) -> dict:
+    drop_from_page_cache(model)
+    cell = json.dumps({"setup": setup, "budget": budget, "tokens": tokens})
+    done = subprocess.run(
+        [sys.executable, __file__, "--model", str(model), "--cell", cell], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{setup} at {budget} GiB failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summary(cells: list[dict], disk: dict) -> dict:
+    def cell(setup, budget):
+        return next(c for c in cells if c["setup"] == setup and c["budget_gib"] == budget)
+
+    budgets = sorted({c["budget_gib"] for c in cells if c["budget_gib"] is not None})
+    low = budgets[0]
+    ours, plain = cell("ours", low), cell("no_manager", low)
+    unlimited, file_backed = cell("ours", None), cell("no_manager", None)
+    per_token_prefetch = 1 / ours["decode_tps"]
+    per_token_faults = 1 / cell("ours_no_prefetch", low)["decode_tps"]
+    compute = 1 / file_backed["decode_tps"]  # the same kernels with every weight resident
+    miss_read = ours["miss_bytes_per_token"] / (disk["disk_random_expert_gbps"] * 1e9)
+    over: dict[str, float] = {}
+    for c in cells:
+        if c["budget_gib"] is not None:
+            excess = max(0.0, c["peak_resident_bytes"] / (c["budget_gib"] * GIB) - 1)
+            over[c["setup"]] = max(over.get(c["setup"], 0.0), excess)
+    result = {
+        f"speed_{low:g}gib_over_no_manager": ours["decode_tps"] / plain["decode_tps"],
+        "hit_rate_over_static_oracle": ours["hit_rate"] / ours["static_oracle"],
+        "hit_rate_over_belady": ours["hit_rate"] / ours["belady"],
+        "overlap_efficiency": (per_token_faults - per_token_prefetch) / min(compute, miss_read),
+        "max_over_budget": over["ours"],
+        f"speed_{low:g}gib_over_unlimited": ours["decode_tps"] / unlimited["decode_tps"],
+        **disk,
+        "compute_ms_per_token": compute * 1e3,
+        "miss_read_ms_per_token": miss_read * 1e3,
+        "max_over_budget_by_setup": over,
+        "speed_over_unlimited": {
+            f"{c['setup']}@{c['budget_gib']:g}": c["decode_tps"] / unlimited["decode_tps"]
+            for c in cells
+            if c["budget_gib"] is not None
+        },
+        "cells": cells,
+    }
+    return result
+
+
+def print_header() -> None:
+    print(f"{'budget':>9} {'set-up':<17} {'tok/s':>7} {'peak GiB':>9} {'hit rate':>9} {'miss MB/tok':>12}")
+
+
+def print_table(cells: list[dict]) -> None:
+    for c in cells:
+        budget = "unlimited" if c["budget_gib"] is None else f"{c['budget_gib']:g} GiB"
+        peak = f"{c['peak_resident_bytes'] / GIB:.3f}" if c["peak_resident_bytes"] else "-"
+        hit = f"{c['hit_rate']:.3f}" if "hit_rate" in c else "-"
+        miss = f"{c['miss_bytes_per_token'] / 1e6:.1f}" if "miss_bytes_per_token" in c else "-"
+        print(f"{budget:>9} {c['setup']:<17} {c['decode_tps']:7.2f} {peak:>9} {hit:>9} {miss:>12}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(BUDGETS), default="4b")
+    parser.add_argument("--model", type=Path, help="a synthetic model of that shape (default: write one)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens decoded per cell")
+    parser.add_argument("--cell", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cell:
+        cell = json.loads(args.cell)
+        print(json.dumps(run_cell(args.model, cell["setup"], cell["budget"], cell["tokens"])))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
+        model = args.model
+        if model is None:
+            model = write_synthetic_model(get_shape(args.shape), Path(folder) / f"{args.shape}.gguf", skew=RouterSkew())
+        disk = disk_read_speed(model, expert_map(inspect_model(model)).expert_bytes)
+        print(f"disk: {disk['disk_gbps']:.2f} GB/s sequential, {disk['disk_random_expert_gbps']:.2f} GB/s expert-sized")
+        cells = []
+        print_header()
+        for budget in BUDGETS[args.shape]:
+            for setup in SETUPS:
+                cells.append(run_child(model, setup, budget, args.tokens))
+                print_table(cells[-1:])
+    result = summary(cells, disk)
+    for key, value in result.items():
+        if isinstance(value, float):
+            print(f"{key}: {value:.3f}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
