@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from app import cli_summarize
 from app.catalog import ModelCatalog
 from app.downloads import DownloadProgress, ModelDownloader
 from app.errors import AppError
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the models: catalog, what is on disk, what this machine suits")
     models.add_argument("--models-dir", type=Path, help="where models are kept (default: the folder set in Settings)")
+
+    cli_summarize.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkouts only)")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
@@ -179,7 +182,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.bench_args])
 
 
-_COMMANDS = {"synth": _run_synth, "download": _run_download, "models": _run_models, "bench": _run_bench}
+_COMMANDS = {
+    "synth": _run_synth,
+    "download": _run_download,
+    "models": _run_models,
+    "bench": _run_bench,
+    "summarize": cli_summarize.run,
+}
 
 
 def run_command(args: argparse.Namespace) -> int:

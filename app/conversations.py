@@ -31,8 +31,16 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
+CREATE TABLE IF NOT EXISTS part_summaries (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 1
+);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: part_summaries (a document summary's section summaries)
 
 
 class StoreError(AppError, RuntimeError):
@@ -45,6 +53,14 @@ class Conversation:
     title: str
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class PartSummaryRow:
+    label: str
+    level: int  # 0: a part of the document, 1+: summaries of summaries
+    summary: str
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -146,3 +162,22 @@ class ConversationStore:
             (conversation_id,),
         )
         return [Message(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    # --- a summarised document's part summaries ---------------------------------------------------
+    def add_part_summaries(self, conversation_id: int, parts: list[PartSummaryRow]) -> None:
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO part_summaries (conversation_id, label, level, summary, complete) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(conversation_id, p.label, p.level, p.summary, int(p.complete)) for p in parts],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not save to {self.path}: {exc}") from exc
+
+    def part_summaries(self, conversation_id: int) -> list[PartSummaryRow]:
+        rows = self._db.execute(
+            "SELECT label, level, summary, complete FROM part_summaries WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        )
+        return [PartSummaryRow(r[0], r[1], r[2], bool(r[3])) for r in rows]

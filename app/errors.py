@@ -37,3 +37,7 @@ class RemoteNotFoundError(DownloadError, FileNotFoundError):
 
 class AccessDeniedError(DownloadError, PermissionError):
     """The repository is gated or private and needs a (valid) token."""
+
+
+class DocumentError(AppError, ValueError):
+    """A document cannot be summarised; the message says why and what to do."""

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.settings import Settings
+from app.documents import read_document
+from app.errors import AppError
+from app.summarizer import Summarizer
 from engine.chunks import ChatStats
-from engine.config import EngineConfig, KvType, SamplingParams
+from engine.config import EngineConfig, SamplingParams
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.memory_report import MemoryReport
@@ -27,7 +29,6 @@ from ui.worker_thread import WorkerThread
 log = logging.getLogger(__name__)
 
 _EMIT_INTERVAL = 1 / 30
-GIB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,6 @@ class AnswerDone:
     notice: str
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    budget = int(settings.memory_budget_gib * GIB) if settings.memory_budget_gib > 0 else None
-    return EngineConfig(
-        n_threads=settings.threads,
-        n_ctx=settings.context_length,
-        memory_budget_bytes=budget,
-        kv_type=KvType(settings.kv_cache_type),
-    )
-
-
-def sampling_params(settings: Settings) -> SamplingParams:
-    return SamplingParams(
-        temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, max_tokens=settings.max_tokens
-    )
-
-
 class EngineWorker(QObject):
     loaded = Signal(object)  # LoadedModel
     load_failed = Signal(str)
@@ -70,6 +55,9 @@ class EngineWorker(QObject):
     text_streamed = Signal(str)  # coalesced new text of the answer
     answer_done = Signal(object)  # AnswerDone
     answer_failed = Signal(str)
+    summary_progress = Signal(object)  # SummaryProgress
+    summary_done = Signal(object)  # SummaryResult (cancelled ones too: their parts are kept)
+    summary_failed = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,6 +134,24 @@ class EngineWorker(QObject):
             log.exception("generation failed")
             self.answer_failed.emit(f"The answer failed unexpectedly: {exc}")
 
+    @Slot(str, object)
+    def summarize(self, path: str, sampling: SamplingParams) -> None:
+        """Summarise a document with the loaded model; Stop cancels within the section."""
+        self._stop.clear()
+        engine = self._engine
+        if engine is None:
+            self.summary_failed.emit("Load a model first (File > Open GGUF file…).")
+            return
+        try:
+            document = read_document(path)
+            result = Summarizer(engine, sampling=sampling).summarize(document, self.summary_progress.emit, self._stop)
+            self.summary_done.emit(result)
+        except (AppError, EngineError) as exc:
+            self.summary_failed.emit(str(exc))
+        except Exception as exc:
+            log.exception("summarising %s failed", path)
+            self.summary_failed.emit(f"Summarising failed unexpectedly: {exc}")
+
     @Slot()
     def shutdown(self) -> None:
         with self._engine_lock:
@@ -159,12 +165,14 @@ class EngineThread(WorkerThread):
 
     request_load = Signal(str, object)
     request_generate = Signal(object, object)
+    request_summarize = Signal(str, object)
     request_shutdown = Signal()
 
     def __init__(self) -> None:
         super().__init__(EngineWorker(), "engine")
         self.request_load.connect(self.worker.load)
         self.request_generate.connect(self.worker.generate)
+        self.request_summarize.connect(self.worker.summarize)
         self.request_shutdown.connect(self.worker.shutdown)
         self.start()
 

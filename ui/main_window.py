@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.catalog import ModelCatalog
 from app.chat_session import ChatSession
 from app.conversations import ConversationStore
+from app.engine_settings import engine_config, sampling_params
 from app.hardware import probe_hardware
 from app.hf_token import TokenStore
 from app.model_choice import recommend
@@ -34,18 +35,21 @@ from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
 from ui.download_worker import DownloadThread
-from ui.engine_worker import AnswerDone, EngineThread, LoadedModel, engine_config, sampling_params
+from ui.engine_worker import AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
 from ui.settings_dialog import SettingsDialog
+from ui.summary_actions import SummaryActions
 
 _MB = 1e6
 
 
-class MainWindow(ConversationActions, QMainWindow):
+class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     # Emitted on the GUI thread once the window has handled the worker's news.
     answer_streamed = Signal(str)
     answer_finished = Signal(object)  # AnswerDone, or None when the answer failed
     model_changed = Signal(object)  # LoadedModel, or None when loading failed
+    summary_progressed = Signal(object)  # SummaryProgress
+    summary_finished = Signal(object)  # SummaryResult (also when stopped), or None when it failed
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class MainWindow(ConversationActions, QMainWindow):
     ) -> None:
         super().__init__()
         self.setWindowTitle("SmallThinker Desktop")
+        self.setAcceptDrops(True)  # a document dropped is summarised, a GGUF file loaded
         self.resize(1100, 720)
         self.store, self.settings, self.engine = store, settings, engine
         self.downloads = downloads or DownloadThread()
@@ -141,6 +146,7 @@ class MainWindow(ConversationActions, QMainWindow):
             "&File",
             [
                 ("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file),
+                ("Summarise document…", "Ctrl+Shift+S", self._choose_document),
                 ("Settings…", "Ctrl+,", self._open_settings),
             ],
         )
@@ -152,6 +158,7 @@ class MainWindow(ConversationActions, QMainWindow):
                 ("Rename…", "F2", self._ask_rename),
                 ("Delete…", "Del", self._ask_delete),
                 ("Export to Markdown…", "Ctrl+Shift+E", self._ask_export),
+                ("Section summaries", "Ctrl+Shift+U", self.show_part_summaries),
             ],
         )
         menu(
@@ -178,6 +185,9 @@ class MainWindow(ConversationActions, QMainWindow):
         worker.text_streamed.connect(self._answer_streamed)
         worker.answer_done.connect(self._answer_done)
         worker.answer_failed.connect(self._answer_failed)
+        worker.summary_progress.connect(self._summary_progress)
+        worker.summary_done.connect(self._summary_done)
+        worker.summary_failed.connect(self._summary_failed)
 
     # --- model ------------------------------------------------------------------------------------
     def _download(self, model_id: str) -> None:

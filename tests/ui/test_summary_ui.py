@@ -1,0 +1,61 @@
+"""Summarising a document from the window, on the tiny model: progress, the result, stop, drop."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QTextBrowser
+
+from tests.app.document_files import page_text, write_pdf
+
+
+def summarise(qtbot, window, path):
+    progress = []
+    window.summary_progressed.connect(progress.append)
+    with qtbot.waitSignal(window.summary_finished, timeout=120_000) as done:
+        window.summarise_document(str(path))
+    return done.args[0], progress
+
+
+def test_a_document_becomes_a_conversation_titled_after_it(qtbot, open_window, tmp_path):
+    window = open_window(max_tokens=64, context_length=1024)
+    pdf = write_pdf(tmp_path / "minutes.pdf", [page_text(p, 8) for p in range(1, 8)])
+    result, progress = summarise(qtbot, window, pdf)
+    assert result is not None and not result.cancelled and result.sections >= 2
+    assert progress[0].stage == "section" and progress[-1].stage == "final"
+    assert window.conversation_list.currentItem().text() == "Summary: minutes.pdf"
+    shown = window.chat_view.toPlainText()
+    assert "Summarise «minutes.pdf» (PDF, 7 pages)." in shown
+    assert "Summary ready" in window.statusBar().currentMessage()
+    dialog = window.show_part_summaries()
+    assert dialog is not None and "page 1" in dialog.findChild(QTextBrowser).toPlainText()
+    dialog.close()
+    assert not window.busy
+
+
+def test_stop_keeps_the_finished_sections(qtbot, open_window, tmp_path):
+    window = open_window(max_tokens=64, context_length=1024)
+    pdf = write_pdf(tmp_path / "long.pdf", [page_text(p, 8) for p in range(1, 12)])
+    window.summary_progressed.connect(lambda p: p.index == 2 and window.stop())
+    result, _ = summarise(qtbot, window, pdf)
+    assert result.cancelled and [p.complete for p in result.parts] == [True, False]
+    messages = window.store.messages(window.conversation_id)
+    assert not messages[-1].complete and "Stopped before the end: 1 part summaries" in messages[-1].content
+
+
+def test_a_bad_document_is_reported_and_a_dropped_one_summarised(qtbot, open_window, tmp_path):
+    window = open_window(max_tokens=32, context_length=1024)
+    empty = tmp_path / "empty.md"
+    empty.write_bytes(b"")
+    result, _ = summarise(qtbot, window, empty)
+    assert result is None and "empty.md is empty" in window.statusBar().currentMessage()
+    note = tmp_path / "note.txt"
+    note.write_text("The pumps need new motors before winter.\n" * 5, encoding="utf-8")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(note))])
+    drop = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    with qtbot.waitSignal(window.summary_finished, timeout=120_000) as done:
+        window.dropEvent(drop)
+    assert done.args[0] is not None and done.args[0].document.title == "note.txt"
