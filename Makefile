@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean screenshot
+.PHONY: run test lint clean screenshot package
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ screenshot: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# The Linux bundle and .deb in build/ (installers/build_linux.sh; PORTABLE=0 skips the
+# 20-30 minute portable llama.cpp build and bundles this machine's one).
+package:
+	PORTABLE=$(or $(PORTABLE),1) installers/build_linux.sh

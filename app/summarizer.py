@@ -119,6 +119,7 @@ class Summarizer:
         sampling = sampling or SamplingParams(temperature=0.3, top_k=20, top_p=0.95)
         self.sampling = dataclasses.replace(sampling, max_tokens=self.summary_tokens)
         self.chunk_tokens = self._capacity("a document title of a usual length.pdf")
+        self.prefill_tokens = self.decoded_tokens = 0  # what the model evaluated and wrote, all calls
 
     def _overhead(self, title: str) -> int:
         """Prompt tokens besides the text, for the longest stage and label."""
@@ -199,6 +200,9 @@ class Summarizer:
         for chunk in self.engine.stream_chat(self._messages(stage, title, label, text), self.sampling, cancel):
             pieces.append(chunk.text)
             finish = chunk.finish_reason
+            if chunk.stats is not None:
+                self.prefill_tokens += chunk.stats.prefill_tokens
+                self.decoded_tokens += chunk.stats.tokens_out
         return "".join(pieces).strip(), finish != "cancelled"
 
 

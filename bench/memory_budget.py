@@ -241,9 +241,10 @@ def print_table(cells: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=sorted(BUDGETS), default="4b")
+    parser.add_argument("--shape", choices=[*sorted(BUDGETS), "small-moe"], default="4b")
     parser.add_argument("--model", type=Path, help="a synthetic model of that shape (default: write one)")
     parser.add_argument("--tokens", type=int, default=256, help="tokens decoded per cell")
+    parser.add_argument("--budgets", help="budgets in GiB, comma-separated (default: the shape's)")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"disk: {disk['disk_gbps']:.2f} GB/s sequential, {disk['disk_random_expert_gbps']:.2f} GB/s expert-sized")
         cells = []
         print_header()
-        for budget in BUDGETS[args.shape]:
+        budgets = [None, *map(float, args.budgets.split(","))] if args.budgets else BUDGETS[args.shape]
+        for budget in budgets:
             for setup in SETUPS:
                 cells.append(run_child(model, setup, budget, args.tokens))
                 print_table(cells[-1:])

@@ -17,6 +17,7 @@ from llama_cpp import _internals
 from engine import llama_log
 from engine.config import EngineConfig, KvType, SamplingParams
 from engine.errors import EngineError, ModelLoadError
+from engine.ggml_libs import load_backends
 from engine.model_info import ModelInfo
 from engine.page_control import drop_mapped_pages
 
@@ -38,6 +39,8 @@ class LlamaRuntime:
         self, info: ModelInfo, config: EngineConfig, *, in_memory: bool, cb_eval=None, on_load_progress=None
     ) -> None:
         self.info = info
+        if load_backends() == 0:
+            raise ModelLoadError("llama.cpp has no CPU backend for this processor (the installation is incomplete?)")
         self._stack = ExitStack()
         self._load_progress = self._progress_callback(info, in_memory, on_load_progress)
         model_params = llama_cpp.llama_model_default_params()

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import sys
-from pathlib import Path
 from typing import Protocol
 
 import llama_cpp
 import numpy as np
 
 from engine.expert_map import ExpertMap
+from engine.ggml_libs import library
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +50,7 @@ class _TensorHead(ctypes.Structure):
 
 
 def _ggml_base() -> ctypes.CDLL:
-    folder = Path(llama_cpp.__file__).parent / "lib"
-    names = {"win32": "ggml-base.dll", "darwin": "libggml-base.dylib"}
-    lib = ctypes.CDLL(str(folder / names.get(sys.platform, "libggml-base.so")))
+    lib = library("ggml-base")
     lib.ggml_get_name.restype = ctypes.c_char_p
     lib.ggml_get_name.argtypes = [ctypes.c_void_p]
     lib.ggml_get_data.restype = ctypes.c_void_p

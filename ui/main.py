@@ -43,8 +43,20 @@ def launch_window(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.add_argument(
+        "--self-test",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="start offscreen, load MODEL (default: a tiny synthetic one), answer once, exit 0 if all worked",
+    )
+    args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    if args.self_test is not None:
+        from ui.self_test import run_self_test
+
+        return run_self_test(args.self_test or None)
     if args.command is None:
         return launch_window([])
     return run_command(args)

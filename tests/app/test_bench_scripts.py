@@ -23,3 +23,26 @@ def test_engine_benchmark_runs_and_ends_with_its_figures(tiny_model_path):
     for key in ("decode_ratio", "prefill_ratio", "rss_over_file", "ttft_turn10_over_turn1"):
         assert figures[key] > 0
     assert figures["ours_decode_tps"] > 0 and figures["reference_decode_tps"] > 0
+
+
+def _bench(*args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "ui", "bench", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
+    figures = _bench("memory", "--model", str(small_moe_model_path), "--budgets", "0.009", "--tokens", "12")
+    for key in ("speed_0.009gib_over_no_manager", "hit_rate_over_static_oracle", "hit_rate_over_belady"):
+        assert figures[key] > 0
+    assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
+    assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_prefetch", "no_manager"}
+    assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])
+
+
+def test_summarize_benchmark_reports_pages_per_minute(tiny_model_path):
+    figures = _bench("summarize", "--model", str(tiny_model_path), "--pages", "6", "--context", "768")
+    assert figures["pages"] == 6 and figures["pages_per_minute"] > 0 and figures["sections"] >= 1
+    assert figures["ideal_over_actual"] > 0

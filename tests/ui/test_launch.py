@@ -48,3 +48,19 @@ def test_a_missing_x11_library_is_named_with_the_package_to_install():
     message = missing_library_message(error)
     assert "libxcb-icccm.so.4 is missing" in message
     assert "apt-get install" in message and "libxcb-icccm4" in message
+
+
+def test_self_test_answers_with_a_tiny_model_and_reports_a_broken_one(tmp_path, tiny_model_path):
+    def self_test(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}  # it must set offscreen itself
+        return subprocess.run(
+            [sys.executable, "-m", "ui", "--self-test", *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    passed = self_test(str(tiny_model_path))
+    assert passed.returncode == 0, passed.stderr[-2000:]
+    assert passed.stdout.startswith(f"self-test passed: {tiny_model_path.name} loaded in")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(100))
+    failed = self_test(str(broken))
+    assert failed.returncode == 1 and "self-test FAILED" in failed.stderr and "broken.gguf" in failed.stderr
