@@ -19,7 +19,6 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-import psutil
 
 from engine import page_control
 from engine.chat_template import ChatTemplate
@@ -31,15 +30,14 @@ from engine.expert_manager import ExpertManager, ExpertStats
 from engine.expert_map import expert_map
 from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
+from engine.memory_plan import choose_memory_mode, managed_weights_budget
 from engine.memory_report import MemoryReport, process_rss
-from engine.model_info import ModelInfo, inspect_model
+from engine.model_info import inspect_model
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
 from engine.router_hook import RouterHook
 
 log = logging.getLogger(__name__)
 
-# Room for llama.cpp's compute buffers, the app and the OS beside weights and KV.
-_HEADROOM_BYTES = 768 << 20
 # A live cache that diverges from the new prompt by this many tokens is worth saving.
 _SAVE_MIN_DIVERGENT = 32
 
@@ -54,28 +52,6 @@ class ChatResult:
     finish_reason: FinishReason
     stats: ChatStats
     notice: str
-
-
-def managed_weights_budget(info: ModelInfo, config: EngineConfig, kv_bytes: int, mode: MemoryMode) -> int | None:
-    """Resident model bytes the expert manager must keep to; None when it is not needed."""
-    if mode is not MemoryMode.FILE_BACKED or not page_control.SUPPORTED:
-        return None
-    if config.expert_budget_bytes is not None:
-        budget = config.expert_budget_bytes
-    elif config.memory_budget_bytes is not None:
-        budget = config.memory_budget_bytes - kv_bytes
-    else:
-        budget = psutil.virtual_memory().available - kv_bytes - _HEADROOM_BYTES
-    return budget if budget < info.file_size else None
-
-
-def choose_memory_mode(info: ModelInfo, config: EngineConfig, kv_bytes: int) -> MemoryMode:
-    """In memory (fastest) when weights, KV cache and headroom fit the budget; else file-backed."""
-    if config.memory_mode is not MemoryMode.AUTO:
-        return config.memory_mode
-    budget = config.memory_budget_bytes or psutil.virtual_memory().available
-    need = info.file_size + kv_bytes + _HEADROOM_BYTES
-    return MemoryMode.IN_MEMORY if need <= budget else MemoryMode.FILE_BACKED
 
 
 class Engine:
