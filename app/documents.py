@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import logging
 import re
-import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -123,10 +122,7 @@ def _read_docx(path: Path, kind: str) -> Document:
 
     try:
         word = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        log.info("python-docx could not read %s: %s", path, exc)
-        raise DocumentError(f"{path.name} is not a readable Word document (.docx)") from None
-    except Exception as exc:  # python-docx raises its own PackageNotFoundError and lxml errors
+    except Exception as exc:  # zipfile, python-docx's PackageNotFoundError, lxml: all mean "not a .docx"
         log.info("python-docx could not read %s: %s", path, exc)
         raise DocumentError(f"{path.name} is not a readable Word document (.docx)") from None
     sections: list[Section] = []

@@ -72,8 +72,6 @@ class ExpertIO:
         self._matrices_left = np.zeros(n_keys, dtype=np.int64)
         self.read_done_at = np.zeros(n_keys)  # when each key's last read completed
         self.bytes_read = 0
-        self.stale_reads = 0
-        self.evictions = 0
         self.failures = 0
         self._threads = [
             threading.Thread(target=self._run, name=f"expert-io-{i}", daemon=True) for i in range(n_threads)
@@ -149,9 +147,9 @@ class ExpertIO:
 
     def _read(self, key: int, matrix: int, stamp: int, buffer: memoryview) -> None:
         n = 0
-        if stamp < self.current_stamp:  # that layer has run: llama.cpp faulted the pages in itself
-            self.stale_reads += 1
-        elif self._wanted[key]:
+        # Skipped when that layer has run (llama.cpp faulted the pages in itself) or the key
+        # was evicted meanwhile.
+        if stamp >= self.current_stamp and self._wanted[key]:
             offset, nbytes = self._file_ranges[key, matrix]
             n = os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
         self._finished(key, n)
@@ -176,4 +174,3 @@ class ExpertIO:
                     madvise(int(start), int(end), self._pageout)
                 if file_end > file_start:
                     os.posix_fadvise(self._fd, int(file_start), int(file_end - file_start), os.POSIX_FADV_DONTNEED)
-            self.evictions += 1

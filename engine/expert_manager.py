@@ -12,6 +12,7 @@ the capacity from the measured non-expert bytes.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from engine.expert_cache import CachePolicy, ExpertCache
 from engine.expert_io import ExpertIO
 from engine.expert_map import EXPERT_TENSORS, ExpertMap
 from engine.model_info import ModelInfo
-from engine.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, page_span, residency
+from engine.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, pages_inside, residency
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ SWEEP_SECONDS = (0.25, 2.0)
 # Reads in flight: at 1 GiB on the 4B shape, 1, 2 and 4 workers decoded 3.7, 4.1 and 4.4
 # tokens/s here (the disk serves concurrent reads faster than one at a time).
 IO_THREADS = 4
+_TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 # Pages of the embedding table touched so far are counted when measured; before the first
 # sweep this much is assumed.
 _EMBEDDING_ALLOWANCE = 32 << 20
@@ -101,7 +103,6 @@ class ExpertManager:
         *,
         prefetch: bool = True,
         policy: CachePolicy = CachePolicy.LFU,
-        record_trace: bool = False,
     ) -> None:
         if budget_bytes < minimum_budget(info, experts):
             need = minimum_budget(info, experts) / 2**30
@@ -115,14 +116,24 @@ class ExpertManager:
         self._margin = budget_bytes // 200 + (4 << 20)
         self._fixed = fixed_bytes(info)
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
-        self.trace: list[np.ndarray] | None = [] if record_trace else None  # keys per access
+        self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)
         self._predicted: dict[int, np.ndarray] = {}
         self._misses: dict[int, np.ndarray] = {}
-        self._leads: list[float] = []  # per layer with misses: how long before use the reads were done
-        self._late: list[float] = []  # or how long llama.cpp waited for them
-        self._counts = {"evaluations": 0, "hits": 0, "misses": 0, "checked": 0, "mismatches": 0}
+        # Per layer with misses: how long before use the reads were done, or how long
+        # llama.cpp waited for them; the latest ones only (medians), the counts in _counts.
+        self._leads: collections.deque[float] = collections.deque(maxlen=_TIMING_SAMPLES)
+        self._late: collections.deque[float] = collections.deque(maxlen=_TIMING_SAMPLES)
+        self._counts = {
+            "evaluations": 0,
+            "hits": 0,
+            "misses": 0,
+            "checked": 0,
+            "mismatches": 0,
+            "on_time": 0,
+            "late": 0,
+        }
         self._io: ExpertIO | None = None
         self._mapping: FileMapping | None = None
         self._last_sweep = 0.0
@@ -153,18 +164,18 @@ class ExpertManager:
                 key = layer * self.map.n_expert + expert
                 for m, (offset, nbytes) in enumerate(self.map.ranges(layer, expert)):
                     file_ranges[key, m] = offset, nbytes
-                    evict_spans[key, m] = page_span(mapping.address(offset), nbytes, inward=True)
+                    evict_spans[key, m] = pages_inside(mapping.address(offset), nbytes)
         evict_file_spans = evict_spans - (mapping.start - mapping.file_offset)
         self._io = ExpertIO(
             self.info.path, file_ranges, evict_spans, evict_file_spans, self.cache.resident, n_threads=IO_THREADS
         )
         self._key_pages = (evict_spans - mapping.start) // PAGE  # [key, matrix, (first, end)] page indices
         embedding = self.info.tensors["token_embd.weight"]
-        start, end = page_span(mapping.address(embedding.offset), embedding.nbytes, inward=True)
+        start, end = pages_inside(mapping.address(embedding.offset), embedding.nbytes)
         madvise(start, end, MADV_RANDOM)  # a new token faults in its row's page, not a window
         for name in [f"blk.{layer}.{t}.weight" for layer in range(self.map.n_layer) for t in EXPERT_TENSORS]:
             t = self.info.tensors[name]
-            span = page_span(mapping.address(t.offset), t.nbytes, inward=True)
+            span = pages_inside(mapping.address(t.offset), t.nbytes)
             if self.prefetch:
                 # We read the experts; a fault must not read its neighbours around it as well
                 # (pages nobody asked for, over the budget until the next sweep).
@@ -215,18 +226,22 @@ class ExpertManager:
         np.add.at(self._usage[layer], experts.ravel(), 1)
         predicted = self._predicted.pop(layer, None)
         if predicted is not None:
-            chosen = np.zeros(predicted.shape, dtype=bool)
-            if chosen.shape[0] == experts.shape[0]:
-                np.put_along_axis(chosen, experts, True, axis=1)
             self._counts["checked"] += len(predicted)
-            self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
+            if len(predicted) != len(experts):  # a different set of tokens: every row is wrong
+                self._counts["mismatches"] += len(predicted)
+            else:
+                chosen = np.zeros(predicted.shape, dtype=bool)
+                np.put_along_axis(chosen, experts, True, axis=1)
+                self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
         misses = self._misses.pop(layer, None)
         if self.prefetch and misses is not None and len(misses):
             # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
             waited = self._io.wait_for(misses)
             if waited > 1e-4:
                 self._late.append(waited)
+                self._counts["late"] += 1
             else:
+                self._counts["on_time"] += 1
                 self._leads.append(now - float(self._io.read_done_at[misses].max()))
 
     # --- budget -------------------------------------------------------------------------------------
@@ -266,8 +281,8 @@ class ExpertManager:
             hits=c["hits"],
             misses=c["misses"],
             bytes_read=io.bytes_read if io else 0,
-            on_time=len(self._leads),
-            late=len(late),
+            on_time=c["on_time"],
+            late=c["late"],
             lead_ms_median=float(np.median(self._leads)) * 1e3 if self._leads else None,
             late_ms_median=float(np.median(late)) * 1e3 if late else None,
             resident_bytes=self._resident,

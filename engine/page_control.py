@@ -25,7 +25,6 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platfo
 
 MADV_RANDOM = 1
 MADV_PAGEOUT = 21  # Linux 5.4
-MADV_POPULATE_READ = 22  # Linux 5.14
 SUPPORTED = sys.platform.startswith("linux")
 
 
@@ -65,14 +64,10 @@ def file_mappings(path: Path) -> list[tuple[int, int]]:
     return [(m.start, m.end) for m in mappings_of(path)]
 
 
-def page_span(address: int, nbytes: int, *, inward: bool) -> tuple[int, int]:
-    """[start, end) of whole pages: inside the range (inward) or covering it (outward)."""
-    if inward:
-        start = -(-address // PAGE) * PAGE
-        end = (address + nbytes) // PAGE * PAGE
-    else:
-        start = address // PAGE * PAGE
-        end = -(-(address + nbytes) // PAGE) * PAGE
+def pages_inside(address: int, nbytes: int) -> tuple[int, int]:
+    """[start, end) of the whole pages inside [address, address + nbytes) (maybe empty)."""
+    start = -(-address // PAGE) * PAGE
+    end = (address + nbytes) // PAGE * PAGE
     return start, max(start, end)
 
 

@@ -32,10 +32,10 @@ GGML_TYPE_I32 = 26
 
 class RouteListener(Protocol):
     def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
-        """`experts` [n_tokens, k] of `layer`, known before its attention runs."""
+        """Bool [n_tokens, n_expert]: the experts `layer` will use per token, before its attention runs."""
 
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
-        """llama.cpp's own choice for `layer`, right before its expert matrices are used."""
+        """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are used."""
 
 
 class _TensorHead(ctypes.Structure):
