@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.paths import data_dir
 from app.settings import Settings
 from engine.config import EngineConfig, KvType, SamplingParams
 
@@ -15,6 +16,7 @@ def engine_config(settings: Settings, *, context_length: int | None = None) -> E
         n_ctx=context_length or settings.context_length,
         memory_budget_bytes=budget,
         kv_type=KvType(settings.kv_cache_type),
+        expert_history_dir=data_dir() / "expert-usage",
     )
 
 

@@ -52,6 +52,9 @@ class EngineConfig:
     expert_budget_bytes: int | None = None
     expert_prefetch: bool = True
     expert_policy: CachePolicy = CachePolicy.LFU
+    # Where each model's expert usage is kept between sessions, to start the cache warm
+    # (see engine/expert_history.py); None: every session starts cold.
+    expert_history_dir: Path | None = None
 
     def check(self) -> None:
         if self.n_threads < 0:

@@ -85,6 +85,12 @@ class ExpertCache:
         self._count(keys, uses)
         return Access(hits, misses, evicted)
 
+    def seed(self, uses: np.ndarray) -> None:
+        """Start LFU's counts from earlier sessions' uses (per key), as if they had been seen."""
+        if uses.shape != (self.n_keys,):
+            raise EngineError(f"expected {self.n_keys} use counts, got {uses.shape}")
+        self._score[:] = uses * self._weight
+
     def resize(self, capacity: int) -> np.ndarray:
         """Change the number of slots; returns the keys to evict when it shrinks."""
         self.capacity = max(1, min(capacity, self.n_keys))

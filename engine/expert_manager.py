@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.errors import EngineError
 from engine.expert_cache import CachePolicy, ExpertCache
+from engine.expert_history import PRIOR_TOKENS, history_tokens
 from engine.expert_io import ExpertIO
 from engine.expert_map import EXPERT_TENSORS, ExpertMap
 from engine.model_info import ModelInfo
@@ -103,7 +104,9 @@ class ExpertManager:
         *,
         prefetch: bool = True,
         policy: CachePolicy = CachePolicy.LFU,
+        history: np.ndarray | None = None,
     ) -> None:
+        """`history`: selections per [layer, expert] from earlier sessions (engine/expert_history.py)."""
         if budget_bytes < minimum_budget(info, experts):
             need = minimum_budget(info, experts) / 2**30
             raise BudgetTooSmallError(
@@ -116,9 +119,17 @@ class ExpertManager:
         self._margin = budget_bytes // 200 + (4 << 20)
         self._fixed = fixed_bytes(info)
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
+        self.history = history
+        self.seed_uses: np.ndarray | None = None  # what the cache's counts started from
+        if history is not None and history.sum() > 0:
+            tokens = min(PRIOR_TOKENS, history_tokens(history, experts.n_expert_used))
+            per_token = experts.n_layer * experts.n_expert_used
+            self.seed_uses = (history / history.sum() * tokens * per_token).ravel()
+            self.cache.seed(self.seed_uses)
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)
+        self.session_usage = self._usage.copy()  # like _usage, but never reset: for the history
         self._predicted: dict[int, np.ndarray] = {}
         self._misses: dict[int, np.ndarray] = {}
         # Per layer with misses: how long before use the reads were done, or how long
@@ -224,6 +235,7 @@ class ExpertManager:
             return
         now = time.perf_counter()
         np.add.at(self._usage[layer], experts.ravel(), 1)
+        np.add.at(self.session_usage[layer], experts.ravel(), 1)
         predicted = self._predicted.pop(layer, None)
         if predicted is not None:
             self._counts["checked"] += len(predicted)

@@ -26,9 +26,13 @@ def replay_hit_rate(
     *,
     scored_from: int = 0,
     uses: Sequence[np.ndarray] | None = None,
+    seed_uses: np.ndarray | None = None,
 ) -> float:
-    """`uses`: per access, the tokens using each key (as the manager passes them)."""
+    """`uses`: per access, the tokens using each key (as the manager passes them);
+    `seed_uses`: the counts the cache started from (an earlier session's history)."""
     cache = ExpertCache(n_keys, capacity, policy)
+    if seed_uses is not None:
+        cache.seed(seed_uses)
     hits = total = 0
     for i, keys in enumerate(trace):
         access = cache.access(keys, uses[i] if uses is not None else None)

@@ -35,8 +35,15 @@ def _bench(*args: str) -> dict:
 
 def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     figures = _bench("memory", "--model", str(small_moe_model_path), "--budgets", "0.009", "--tokens", "12")
-    for key in ("speed_0.009gib_over_no_manager", "hit_rate_over_static_oracle", "hit_rate_over_belady"):
+    for key in (
+        "speed_0.009gib_over_no_manager",
+        "hit_rate_over_static_oracle",
+        "first_session_hit_rate_over_static_oracle",
+        "hit_rate_over_belady",
+    ):
         assert figures[key] > 0
+    ours = next(c for c in figures["cells"] if c["setup"] == "ours" and c["budget_gib"])
+    assert ours["history_seeded"]  # an earlier session's expert usage started the cache
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
     assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_prefetch", "no_manager"}
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])

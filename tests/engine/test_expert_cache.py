@@ -54,6 +54,21 @@ def test_lfu_ages_old_popularity_away():
     assert cache.resident[[1, 2]].all() and not cache.resident[0]
 
 
+def test_a_seeded_cache_keeps_what_earlier_sessions_used_most():
+    def victim_after(seed: np.ndarray | None) -> list[int]:
+        cache = ExpertCache(4, 2, CachePolicy.LFU)
+        if seed is not None:
+            cache.seed(seed)
+        cache.access(keys(2))
+        cache.access(keys(0))
+        return cache.access(keys(1)).evicted.tolist()
+
+    assert victim_after(None) == [2]  # equal counts: the least recently used goes
+    assert victim_after(np.array([0.0, 0.0, 10.0, 0.0])) == [0]  # 2 was popular before this session
+    with pytest.raises(EngineError, match="expected 4"):
+        ExpertCache(4, 2).seed(np.zeros(3))
+
+
 def test_a_layer_needing_more_experts_than_the_cache_holds_is_an_error():
     with pytest.raises(EngineError, match="holds 2"):
         ExpertCache(8, 2).access(keys(1, 2, 3))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
+from engine.expert_history import load_history
 from engine.expert_manager import BudgetTooSmallError, fixed_bytes, minimum_budget
 from engine.expert_map import EXPERT_TENSORS, expert_map
 from engine.model_info import inspect_model
@@ -114,6 +117,22 @@ def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch):
         managed = engine.chat(QUESTION, GREEDY).text
         assert engine.expert_stats().misses > 0
     assert managed == reference
+
+
+def test_a_session_leaves_its_expert_usage_for_the_next_to_start_from(small_moe_model_path, tmp_path):
+    config, _ = _budget_config(small_moe_model_path, 0.4)
+    config = dataclasses.replace(config, expert_history_dir=tmp_path)
+    with Engine(small_moe_model_path, config) as engine:
+        assert engine.experts.seed_uses is None  # the first session starts cold
+        reference = engine.chat(QUESTION, GREEDY).text
+        used = engine.expert_stats().usage
+    (saved,) = tmp_path.glob("*.npz")
+    np.testing.assert_array_equal(load_history(saved, *used.shape), used)
+    with Engine(small_moe_model_path, config) as engine:
+        seeded = engine.experts.seed_uses.reshape(used.shape)
+        np.testing.assert_allclose(seeded / seeded.sum(), used / used.sum())
+        assert engine.chat(QUESTION, GREEDY).text == reference
+    np.testing.assert_array_equal(load_history(saved, *used.shape), 2 * used)
 
 
 def test_the_manager_stays_out_of_the_way_when_the_model_fits(small_moe_model_path):
