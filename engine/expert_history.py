@@ -1,12 +1,13 @@
 """How often a model's experts were used in earlier sessions, so a new session's cache starts warm.
 
 The expert cache learns which experts are popular from the tokens it sees; without a
-history every session would spend its first answer learning again. Which experts are
-popular is mostly a property of the model, not of the conversation (the paper measured
-the same hot 20-30% of experts across its datasets), so at the end of a session the
-selections llama.cpp made are added to a small file per model, and the next session's
-cache starts from them as if it had already seen `PRIOR_TOKENS` tokens; its own tokens
-soon outweigh that. Only counts are kept (layer x expert), nothing of the text.
+history every session would spend its first answer learning again. We take which experts
+are popular to be mostly a property of the model (its routers), less of one conversation,
+so at the end of a session the selections llama.cpp made are added to a small file per
+model, and the next session's cache starts from them as if it had already seen
+`PRIOR_TOKENS` tokens; its own tokens soon outweigh that, and ageing lets them take over
+where a conversation uses other experts. Only counts are kept (layer x expert), nothing of
+the text.
 
 Measured on the synthetic 4B at 1 GiB (replays of recorded traces, the history taken
 from a session with another prompt and sampling seed): over a 256-token answer the hit
