@@ -26,7 +26,7 @@ from engine.chunks import ChatStats, Chunk, FinishReason
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.conversation_cache import ConversationCacheStore, common_prefix_length
 from engine.errors import EngineError
-from engine.expert_history import history_file, load_history, save_history
+from engine.expert_history import history_file
 from engine.expert_manager import ExpertManager, ExpertStats
 from engine.expert_map import expert_map
 from engine.kv_layout import KvLayout, kv_layout
@@ -104,30 +104,15 @@ class Engine:
         budget = managed_weights_budget(self.info, self.config, self.kv.total_bytes, self.memory_mode)
         if budget is None:
             return None
-        experts = expert_map(self.info)
-        history = None
-        if self.config.expert_history_dir is not None:
-            path = history_file(self.config.expert_history_dir, self.info)
-            history = load_history(path, experts.n_layer, experts.n_expert)
+        folder = self.config.expert_history_dir
         return ExpertManager(
             self.info,
-            experts,
+            expert_map(self.info),
             budget,
             prefetch=self.config.expert_prefetch,
             policy=self.config.expert_policy,
-            history=history,
+            history_path=history_file(folder, self.info) if folder is not None else None,
         )
-
-    def _save_expert_history(self) -> None:
-        manager = self.experts
-        if self.config.expert_history_dir is None or not manager.session_usage.any():
-            return
-        path = history_file(self.config.expert_history_dir, self.info)
-        try:
-            manager.history = save_history(path, manager.history, manager.session_usage, self.info.n_expert_used)
-        except OSError as exc:  # only a warm start is lost
-            log.warning("could not save the expert usage history to %s: %s", path, exc)
-        manager.session_usage[:] = 0  # saved (or given up): a second close must not add it again
 
     def _attach_experts(self) -> None:
         first = min(t.offset for t in self.info.tensors.values())
@@ -372,7 +357,6 @@ class Engine:
             self._store.put(np.asarray(self._tokens, dtype=np.int32), self._rt.save_state())
         if self.experts is not None:
             self.experts.close()
-            self._save_expert_history()
         self._rt.close()
 
     def __enter__(self) -> Engine:

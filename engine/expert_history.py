@@ -67,7 +67,7 @@ def history_tokens(selections: np.ndarray, n_expert_used: int) -> float:
 
 
 def save_history(path: Path, previous: np.ndarray | None, session: np.ndarray, n_expert_used: int) -> np.ndarray:
-    """Add this session's selections to the history, write it atomically and return it."""
+    """Add this session's selections to the history it started from, write it atomically and return it."""
     merged = session.astype(np.float64) + (previous if previous is not None else 0.0)
     tokens = history_tokens(merged, n_expert_used)
     if tokens > HISTORY_TOKENS:

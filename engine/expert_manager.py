@@ -16,12 +16,13 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from engine.errors import EngineError
 from engine.expert_cache import CachePolicy, ExpertCache
-from engine.expert_history import PRIOR_TOKENS, history_tokens
+from engine.expert_history import PRIOR_TOKENS, history_tokens, load_history, save_history
 from engine.expert_io import ExpertIO
 from engine.expert_map import EXPERT_TENSORS, ExpertMap
 from engine.model_info import ModelInfo
@@ -104,9 +105,10 @@ class ExpertManager:
         *,
         prefetch: bool = True,
         policy: CachePolicy = CachePolicy.LFU,
-        history: np.ndarray | None = None,
+        history_path: Path | None = None,
     ) -> None:
-        """`history`: selections per [layer, expert] from earlier sessions (engine/expert_history.py)."""
+        """`history_path`: this model's expert usage history (engine/expert_history.py): the
+        cache starts from it, and `close` adds this session's selections to it."""
         if budget_bytes < minimum_budget(info, experts):
             need = minimum_budget(info, experts) / 2**30
             raise BudgetTooSmallError(
@@ -119,7 +121,9 @@ class ExpertManager:
         self._margin = budget_bytes // 200 + (4 << 20)
         self._fixed = fixed_bytes(info)
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
-        self.history = history
+        self._history_path = history_path
+        history = load_history(history_path, experts.n_layer, experts.n_expert) if history_path else None
+        self._history = history
         self.seed_uses: np.ndarray | None = None  # what the cache's counts started from
         if history is not None and history.sum() > 0:
             tokens = min(PRIOR_TOKENS, history_tokens(history, experts.n_expert_used))
@@ -128,8 +132,8 @@ class ExpertManager:
             self.cache.seed(self.seed_uses)
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
-        self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)
-        self.session_usage = self._usage.copy()  # like _usage, but never reset: for the history
+        self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session
+        self._usage_at_reset = np.zeros_like(self._usage)  # stats() counts from here
         self._predicted: dict[int, np.ndarray] = {}
         self._misses: dict[int, np.ndarray] = {}
         # Per layer with misses: how long before use the reads were done, or how long
@@ -201,6 +205,15 @@ class ExpertManager:
         if self._io is not None:
             self._io.close()
             self._io = None
+            self._save_history()
+
+    def _save_history(self) -> None:
+        if self._history_path is None or not self._usage.any():
+            return
+        try:
+            save_history(self._history_path, self._history, self._usage, self.map.n_expert_used)
+        except OSError as exc:  # only the next session's warm start is lost
+            log.warning("could not save the expert usage history to %s: %s", self._history_path, exc)
 
     # --- the router hook's calls (on the computing thread) ------------------------------------------
     def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
@@ -235,7 +248,6 @@ class ExpertManager:
             return
         now = time.perf_counter()
         np.add.at(self._usage[layer], experts.ravel(), 1)
-        np.add.at(self.session_usage[layer], experts.ravel(), 1)
         predicted = self._predicted.pop(layer, None)
         if predicted is not None:
             self._counts["checked"] += len(predicted)
@@ -301,7 +313,7 @@ class ExpertManager:
             peak_resident_bytes=self._peak,
             predictions_checked=c["checked"],
             prediction_mismatches=c["mismatches"],
-            usage=self._usage.copy(),
+            usage=self._usage - self._usage_at_reset,
         )
 
     def reset_stats(self) -> None:
@@ -310,7 +322,7 @@ class ExpertManager:
             self._counts[key] = 0
         self._leads.clear()
         self._late.clear()
-        self._usage[:] = 0
+        self._usage_at_reset = self._usage.copy()
         if self._io is not None:
             self._io.bytes_read = 0
         self._peak = self._resident
