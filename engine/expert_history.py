@@ -66,8 +66,8 @@ def history_tokens(selections: np.ndarray, n_expert_used: int) -> float:
     return float(selections.sum()) / (selections.shape[0] * n_expert_used)
 
 
-def save_history(path: Path, previous: np.ndarray | None, session: np.ndarray, n_expert_used: int) -> np.ndarray:
-    """Add this session's selections to the history it started from, write it atomically and return it."""
+def save_history(path: Path, previous: np.ndarray | None, session: np.ndarray, n_expert_used: int) -> None:
+    """Add this session's selections to the history it started from and write it atomically."""
     merged = session.astype(np.float64) + (previous if previous is not None else 0.0)
     tokens = history_tokens(merged, n_expert_used)
     if tokens > HISTORY_TOKENS:
@@ -77,4 +77,3 @@ def save_history(path: Path, previous: np.ndarray | None, session: np.ndarray, n
     with open(partial, "wb") as f:
         np.savez(f, selections=merged)
     os.replace(partial, path)
-    return merged
