@@ -7,10 +7,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test lint clean screenshot package
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml installers/install_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles llama.cpp on first install (about 5 minutes); pip caches the wheel.
+	# llama.cpp built for this CPU without its AMX kernels (they crash on these models), about
+	# 5 minutes the first time; the wheel is kept per build option set and checked after install.
+	$(PY) installers/install_llama.py
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 

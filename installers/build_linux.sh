@@ -2,8 +2,8 @@
 # `make package`: the Linux bundle (PyInstaller, one folder) and a .deb.
 #   build/dist/SmallThinker/smallthinker      the app (also: --self-test, CLI subcommands)
 #   build/smallthinker-desktop_VERSION_amd64.deb
-# PORTABLE=0 bundles the llama-cpp-python of the development environment (built for this
-# CPU) instead of the portable build (which takes 20-30 minutes the first time).
+# PORTABLE=0 bundles llama-cpp-python built for this CPU (the same checked, AMX-free wheel
+# `make` installs) instead of the portable build (which takes 20-30 minutes the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -15,6 +15,8 @@ test -x "$VENV/bin/python" || python3 -m venv "$VENV"
 if [ "${PORTABLE:-1}" = 1 ]; then
     PYTHON="$VENV/bin/python" installers/build_portable_llama.sh
     "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps build/wheels/portable/llama_cpp_python-*.whl
+else
+    "$VENV/bin/python" installers/install_llama.py
 fi
 "$VENV/bin/python" -m pip install --quiet . "pyinstaller>=6.10"
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
