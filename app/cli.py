@@ -23,8 +23,7 @@ from app.model_choice import recommend
 from app.paths import resources_dir
 from app.settings import load_settings
 from engine.errors import EngineError
-from engine.synthetic import RouterSkew, write_synthetic_model
-from engine.synthetic_shapes import SHAPES, get_shape
+from engine.synthetic import SHAPES, Recipe, RouterSkew, get_shape, write_synthetic_model
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", help="the .gguf file to write")
     synth.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (default: tiny)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument(
+        "--recipe",
+        choices=[r.value for r in Recipe],
+        default=Recipe.DEFAULT.value,
+        help="tensor types: 'default' is llama-quantize's Q4_0 mix (output Q6_K), as the official files; "
+        "'pure' is all Q4_0",
+    )
     synth.add_argument(
         "--hot-experts",
         type=float,
@@ -108,7 +114,12 @@ class ProgressBar:
 def _run_synth(args: argparse.Namespace) -> int:
     skew = RouterSkew(hot_fraction=args.hot_experts, scale=args.hot_scale) if args.hot_experts else None
     path = write_synthetic_model(
-        get_shape(args.shape), args.out, seed=args.seed, skew=skew, progress=ProgressBar(f"writing {args.shape}")
+        get_shape(args.shape),
+        args.out,
+        seed=args.seed,
+        skew=skew,
+        recipe=Recipe(args.recipe),
+        progress=ProgressBar(f"writing {args.shape}"),
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     if args.verify:

@@ -28,10 +28,10 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
 
 from app.documents import read_document  # noqa: E402
 from app.summarizer import Summarizer  # noqa: E402
+from bench.machine import describe, machine_figures  # noqa: E402
 from engine.config import EngineConfig, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.synthetic import write_synthetic_model  # noqa: E402
-from engine.synthetic_shapes import get_shape  # noqa: E402
+from engine.synthetic import get_shape, write_synthetic_model  # noqa: E402
 from tests.app.document_files import page_text, write_pdf  # noqa: E402
 
 SAMPLING = SamplingParams(temperature=0.3, top_k=20, top_p=0.95, seed=11)
@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 "ideal_over_actual": ideal / seconds,
                 "context": engine.n_ctx,
                 "summary_tokens_max": summarizer.summary_tokens,
+                "machine": machine_figures(),
             }
+    print(describe(figures["machine"]))
     for key, value in figures.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     print(json.dumps(figures))

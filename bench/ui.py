@@ -67,8 +67,7 @@ def run(tmp: Path, n_messages: int, n_tokens: int) -> dict:
 
     from app.conversations import ConversationStore
     from app.settings import Settings
-    from engine.synthetic import write_synthetic_model
-    from engine.synthetic_shapes import get_shape
+    from engine.synthetic import get_shape, write_synthetic_model
     from ui.engine_worker import EngineThread
     from ui.main_window import MainWindow
 

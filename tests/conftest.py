@@ -16,8 +16,7 @@ import pytest
 # Qt must never try to reach a display in tests; set before any Qt import.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from engine.synthetic import RouterSkew, write_synthetic_model  # noqa: E402
-from engine.synthetic_shapes import get_shape  # noqa: E402
+from engine.synthetic import RouterSkew, get_shape, write_synthetic_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -34,8 +34,7 @@ def _run(model: str | None, folder: Path, timeout_s: float) -> int:
     from app.conversations import ConversationStore
     from app.paths import resources_dir
     from app.settings import Settings
-    from engine.synthetic import write_synthetic_model
-    from engine.synthetic_shapes import get_shape
+    from engine.synthetic import get_shape, write_synthetic_model
     from ui.engine_worker import EngineThread
     from ui.main_window import MainWindow
 

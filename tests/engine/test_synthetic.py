@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import gguf
@@ -9,9 +10,8 @@ import pytest
 from engine.config import EngineConfig, SamplingParams
 from engine.engine import Engine
 from engine.errors import SyntheticModelError
-from engine.synthetic import RouterSkew, plan_tensors, write_synthetic_model
-from engine.synthetic_shapes import get_shape
-from engine.synthetic_vocab import IM_END, IM_START, build_vocab, bytes_to_unicode
+from engine.synthetic import Recipe, RouterSkew, get_shape, plan_tensors, write_synthetic_model
+from engine.synthetic.vocab import IM_END, IM_START, build_vocab, bytes_to_unicode
 
 GREETING = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -64,6 +64,26 @@ def test_vocab_has_the_qwen2_layout_at_the_real_size():
         assert left in token_set and right in token_set and left + right in token_set
 
 
+REAL_4B_FILE_BYTES = 2_472_877_152  # SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf
+REAL_4B_TENSOR_BYTES = 2_466_925_056  # derived in shared/MODEL_FACTS.md
+
+
+def test_the_4b_plan_has_the_official_files_type_mix_and_tensor_bytes():
+    plans = plan_tensors(get_shape("4b"))
+    types = Counter(p.dtype.name for p in plans)
+    assert types == {"F32": 97, "Q4_0": 225, "Q6_K": 1}
+    by_name = {p.name: p for p in plans}
+    assert by_name["output.weight"].dtype.name == "Q6_K"
+    assert by_name["blk.7.ffn_gate_inp.weight"].dtype.name == "F32"
+    assert sum(p.nbytes for p in plans) == REAL_4B_TENSOR_BYTES
+    assert {p.dtype.name for p in plan_tensors(get_shape("4b"), Recipe.PURE)} == {"F32", "Q4_0"}
+
+
+def test_tiny_output_falls_back_to_q8_0_as_llama_quantize_does(tmp_path):
+    # 128 values per row cannot hold Q6_K's 256-value blocks; the file still loads and answers.
+    assert {p.name: p.dtype.name for p in plan_tensors(get_shape("tiny"))}["output.weight"] == "Q8_0"
+
+
 def test_router_skew_makes_hot_rows_larger(tmp_path):
     shape = get_shape("tiny")
     path = write_synthetic_model(shape, tmp_path / "skewed.gguf", skew=RouterSkew(hot_fraction=0.25, scale=4.0))
@@ -83,7 +103,7 @@ def test_bad_shape_is_refused_with_reason(tmp_path):
 
 
 @pytest.mark.slow
-def test_4b_shape_has_the_real_size_and_shapes_and_decodes(tmp_path):
+def test_4b_shape_has_the_real_size_types_and_shapes_and_decodes(tmp_path):
     shape = get_shape("4b")
     path = write_synthetic_model(shape, tmp_path / "4b.gguf")
     try:
@@ -95,7 +115,10 @@ def test_4b_shape_has_the_real_size_and_shapes_and_decodes(tmp_path):
         size = path.stat().st_size
         # data plus a header of a few MB (the 151,936-token vocabulary)
         assert data_bytes < size < data_bytes + 8_000_000
-        assert 2.35e9 < size < 2.5e9  # the published Q4_0 file is 2.47 GB
+        assert abs(size - REAL_4B_FILE_BYTES) < 0.01 * REAL_4B_FILE_BYTES
+        assert summary["output.weight"][1] == int(gguf.GGMLQuantizationType.Q6_K)
+        metadata = gguf.GGUFReader(path).fields
+        assert bytes(metadata["general.name"].parts[-1]).decode() == "4b_v7"
         with Engine(path, EngineConfig(n_ctx=256)) as engine:
             result = engine.chat(GREETING, SamplingParams(temperature=0.0, max_tokens=2))
         assert result.stats.tokens_out == 2

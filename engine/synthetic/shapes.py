@@ -34,6 +34,8 @@ class SyntheticShape:
     n_normal_tokens: int
     context_length: int
     sliding_window: int | None  # None: every layer global (the 4B)
+    general_name: str = ""  # what the official file says, where known
+    rope_freq_base: float = 1_000_000.0
 
     @property
     def n_q(self) -> int:
@@ -75,6 +77,7 @@ SHAPES: dict[str, SyntheticShape] = {
         name="4b", n_layer=32, n_embd=1536, n_head=12, n_head_kv=2, head_dim=128,
         n_expert=32, n_expert_used=4, n_ff_exp=768, n_vocab=QWEN2_VOCAB_SIZE,
         n_normal_tokens=QWEN2_NORMAL_TOKENS, context_length=32768, sliding_window=None,
+        general_name="4b_v7", rope_freq_base=1_500_000.0,
     ),
     "21b": SyntheticShape(
         name="21b", n_layer=52, n_embd=2560, n_head=28, n_head_kv=4, head_dim=128,

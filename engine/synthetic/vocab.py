@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.synthetic_shapes import SyntheticShape
+from engine.synthetic.shapes import SyntheticShape
 
 # gguf TokenType values
 NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
