@@ -17,6 +17,7 @@ def engine_config(settings: Settings, *, context_length: int | None = None) -> E
         memory_budget_bytes=budget,
         kv_type=KvType(settings.kv_cache_type),
         expert_history_dir=data_dir() / "expert-usage",
+        kernel_check_dir=data_dir(),
     )
 
 

@@ -23,6 +23,14 @@ class MemoryMode(StrEnum):
     FILE_BACKED = "file-backed"  # mmap, not repacked: pages can be evicted and re-read
 
 
+class Kernels(StrEnum):
+    """Which of llama.cpp's CPU kernels run the weights (see engine/kernel_check.py)."""
+
+    AUTO = "auto"  # try the fast ones in a child process once per build and CPU, else safe
+    FAST = "fast"  # weights repacked into llama.cpp's extra buffer types (about 1.5x decode)
+    SAFE = "safe"  # no extra buffer types: plain kernels on the weights as the file has them
+
+
 class KvType(StrEnum):
     F16 = "f16"
     Q8_0 = "q8_0"
@@ -55,6 +63,9 @@ class EngineConfig:
     # Where each model's expert usage is kept between sessions, to start the cache warm
     # (see engine/expert_history.py); None: every session starts cold.
     expert_history_dir: Path | None = None
+    kernels: Kernels = Kernels.AUTO
+    # Where the verdict of the kernel check is kept per build and CPU; None: for this process only.
+    kernel_check_dir: Path | None = None
 
     def check(self) -> None:
         if self.n_threads < 0:

@@ -23,12 +23,13 @@ import numpy as np
 from engine import page_control
 from engine.chat_template import ChatTemplate
 from engine.chunks import ChatStats, Chunk, FinishReason
-from engine.config import EngineConfig, MemoryMode, SamplingParams
+from engine.config import EngineConfig, Kernels, MemoryMode, SamplingParams
 from engine.conversation_cache import ConversationCacheStore, common_prefix_length
-from engine.errors import EngineError
+from engine.errors import EngineError, ModelLoadError
 from engine.expert_history import history_file
 from engine.expert_manager import ExpertManager, ExpertStats
 from engine.expert_map import expert_map
+from engine.kernel_check import kernel_verdict
 from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
 from engine.memory_plan import choose_memory_mode, managed_weights_budget
@@ -69,6 +70,7 @@ class Engine:
         self.info = inspect_model(model_path)
         self.kv: KvLayout = kv_layout(self.info, self.config.n_ctx, self.config.batch, self.config.kv_type)
         self.memory_mode = choose_memory_mode(self.info, self.config, self.kv.total_bytes)
+        self.kernels, self.kernel_note = self._choose_kernels()
         self.experts = self._expert_manager()
         if self.experts is not None:
             if cb_eval is not None:
@@ -79,7 +81,7 @@ class Engine:
         self._rt = LlamaRuntime(
             self.info,
             self.config,
-            in_memory=self.memory_mode is MemoryMode.IN_MEMORY,
+            repack=self.repacked,
             cb_eval=cb_eval,
             on_load_progress=on_load_progress,
         )
@@ -89,8 +91,7 @@ class Engine:
         self.template = ChatTemplate(self.info.chat_template, eos_token=self._rt.token_text(self._eos()))
         self._encoder = PromptEncoder(self.template, self._rt.tokenize)
         self.model_bytes = int(llama_cpp.llama_model_size(self._rt.model.model))
-        file_backed = self.memory_mode is MemoryMode.FILE_BACKED
-        self._mappings = page_control.file_mappings(self.info.path) if file_backed else []
+        self._mappings = [] if self.repacked else page_control.file_mappings(self.info.path)
         self._tokens: list[int] = []  # what sequence 0 of the KV cache holds
         self._store = ConversationCacheStore(
             max_entries=self.config.saved_conversations,
@@ -99,6 +100,23 @@ class Engine:
         )
         self._lock = threading.Lock()
         log.info("loaded %s (%s) in %.2f s", self.info.path.name, self.memory_mode.value, self.load_seconds)
+
+    def _choose_kernels(self) -> tuple[Kernels, str]:
+        """The configured kernels, or (AUTO) what the kernel check found safe on this CPU."""
+        if self.config.kernels is not Kernels.AUTO:
+            return self.config.kernels, ""
+        verdict = kernel_verdict(self.config.kernel_check_dir)
+        if verdict.kernels is None:
+            raise ModelLoadError(
+                f"llama.cpp cannot run on this processor: {verdict.reason}. "
+                "Reinstalling the app (or `make clean` then `make run` from source) rebuilds it for this CPU."
+            )
+        return verdict.kernels, verdict.reason
+
+    @property
+    def repacked(self) -> bool:
+        """Weights copied into llama.cpp's fastest layout (only in memory, only with the fast kernels)."""
+        return self.memory_mode is MemoryMode.IN_MEMORY and self.kernels is Kernels.FAST
 
     def _expert_manager(self) -> ExpertManager | None:
         budget = managed_weights_budget(self.info, self.config, self.kv.total_bytes, self.memory_mode)
@@ -333,7 +351,7 @@ class Engine:
         stats = self.experts.stats() if self.experts is not None else None
         if stats is not None and not fresh and stats.resident_bytes is not None:
             resident = stats.resident_bytes
-        elif self.memory_mode is MemoryMode.FILE_BACKED:
+        elif not self.repacked:  # llama.cpp computes on the mapped file's pages
             mapped = self._mappings
             resident = sum(page_control.resident_bytes(start, end) for start, end in mapped) if mapped else None
         else:
@@ -344,7 +362,7 @@ class Engine:
             rss_file_bytes=file_backed,
             model_bytes=self.model_bytes,
             model_resident_bytes=resident,
-            model_file_backed=self.memory_mode is MemoryMode.FILE_BACKED,
+            model_file_backed=not self.repacked,
             kv_bytes=self.kv.total_bytes,
             kv_global_bytes=self.kv.global_bytes,
             kv_window_bytes=self.kv.window_bytes,

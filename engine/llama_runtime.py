@@ -36,21 +36,22 @@ class DecodeAbortedError(EngineError):
 
 class LlamaRuntime:
     def __init__(
-        self, info: ModelInfo, config: EngineConfig, *, in_memory: bool, cb_eval=None, on_load_progress=None
+        self, info: ModelInfo, config: EngineConfig, *, repack: bool, cb_eval=None, on_load_progress=None
     ) -> None:
         self.info = info
         if load_backends() == 0:
             raise ModelLoadError("llama.cpp has no CPU backend for this processor (the installation is incomplete?)")
         self._stack = ExitStack()
-        self._load_progress = self._progress_callback(info, in_memory, on_load_progress)
+        self._load_progress = self._progress_callback(info, repack, on_load_progress)
         model_params = llama_cpp.llama_model_default_params()
         model_params.progress_callback = self._load_progress
-        # Both modes map the file. In memory: weights are repacked into anonymous memory
-        # for the fastest kernels, then our now-redundant mapping of them is dropped
-        # (RSS ~1x the file; reading the file without mmap instead loads 2-7x slower).
-        # File-backed: not repacked, so the weights stay evictable, re-readable pages.
+        # Every mode maps the file. Repacked (in memory, fast kernels): weights are copied into
+        # anonymous memory for the fastest kernels, then our now-redundant mapping of them is
+        # dropped (RSS ~1x the file; reading the file without mmap instead loads 2-7x slower).
+        # Not repacked (file-backed, or the safe kernels): llama.cpp computes on the mapped
+        # pages themselves, which stay evictable and re-readable.
         model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
-        model_params.use_extra_bufts = in_memory
+        model_params.use_extra_bufts = repack
         try:
             self.model = self._stack.enter_context(
                 closing(_internals.LlamaModel(path_model=str(info.path), params=model_params, verbose=False))
@@ -58,7 +59,7 @@ class LlamaRuntime:
         except ValueError:
             reason = llama_log.last_error() or "no reason given"
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {reason}") from None
-        if in_memory:
+        if repack:
             drop_mapped_pages(info.path)  # the pages of the last tensors loaded
         self._cb_eval = cb_eval  # keep the ctypes callback alive as long as the context
         self.ctx = self._stack.enter_context(closing(self._make_context(config, cb_eval)))
@@ -72,16 +73,16 @@ class LlamaRuntime:
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._abort.is_set())
 
     @staticmethod
-    def _progress_callback(info: ModelInfo, in_memory: bool, on_load_progress):
+    def _progress_callback(info: ModelInfo, repack: bool, on_load_progress):
         """llama.cpp calls this before each tensor it loads, on the loading thread.
 
-        In memory, every tensor is copied (repacked) out of the mapping; dropping the
-        mapped pages as the load goes keeps peak RSS near 1x the file instead of 2x.
+        Repacking copies every tensor out of the mapping; dropping the mapped pages as the
+        load goes keeps peak RSS near 1x the file instead of 2x.
         """
 
         def on_progress(fraction: float, _user_data) -> bool:
             try:
-                if in_memory:
+                if repack:
                     drop_mapped_pages(info.path)
                 if on_load_progress is not None:
                     on_load_progress(fraction)

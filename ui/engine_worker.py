@@ -38,6 +38,7 @@ class LoadedModel:
     context_length: int
     memory_mode: str
     load_seconds: float
+    kernel_note: str = ""  # why llama.cpp's slower safe kernels are in use; "" when they are not
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,14 @@ class EngineWorker(QObject):
             self._engine = engine
         info = engine.info
         self.loaded.emit(
-            LoadedModel(info.name, str(info.path), engine.n_ctx, engine.memory_mode.value, engine.load_seconds)
+            LoadedModel(
+                info.name,
+                str(info.path),
+                engine.n_ctx,
+                engine.memory_mode.value,
+                engine.load_seconds,
+                engine.kernel_note,
+            )
         )
 
     @Slot(object, object)

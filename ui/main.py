@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.cli import build_parser, configure_logging, run_command
+from engine.kernel_check import FROZEN_FLAG
 from ui.display_check import display_problem
 
 
@@ -43,6 +44,10 @@ def launch_window(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [FROZEN_FLAG]:  # the engine's kernel check in a frozen app, which has no `python -m`
+        from engine.kernel_check import child_main
+
+        return child_main(argv[1:])
     parser = build_parser()
     parser.add_argument(
         "--self-test",

@@ -215,7 +215,11 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
     def _model_loaded(self, model: LoadedModel) -> None:
         self.model = model
-        self.model_label.setText(f"{model.name} · {model.memory_mode} · loaded in {model.load_seconds:.1f} s")
+        safe = " · safe mode (slower)" if model.kernel_note else ""
+        self.model_label.setText(f"{model.name} · {model.memory_mode}{safe} · loaded in {model.load_seconds:.1f} s")
+        self.model_label.setToolTip(model.kernel_note)
+        if model.kernel_note:
+            self.statusBar().showMessage(f"Safe mode: {model.kernel_note}.", 15000)
         self.context_label.setText(f"context 0 / {model.context_length:,}")
         self.pages.setCurrentIndex(1)
         if model.path != self.settings.model_path:
@@ -236,6 +240,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.catalog,
             total_ram_bytes=self.first_run.probe.total_ram_bytes,
             token=self.tokens.load(),
+            kernel_note=self.model.kernel_note if self.model is not None else "",
             parent=self,
         )
         if dialog.exec():

@@ -51,7 +51,14 @@ def _double(name: str, value: float, step: float) -> QDoubleSpinBox:
 
 class SettingsDialog(QDialog):
     def __init__(
-        self, settings: Settings, catalog: ModelCatalog, *, total_ram_bytes: int, token: str | None, parent=None
+        self,
+        settings: Settings,
+        catalog: ModelCatalog,
+        *,
+        total_ram_bytes: int,
+        token: str | None,
+        kernel_note: str = "",
+        parent=None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
@@ -85,6 +92,10 @@ class SettingsDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.token = QLineEdit(token or "", echoMode=QLineEdit.EchoMode.Password, placeholderText="hf_…")
         self.token.setAccessibleName("Hugging Face token")
+        # Said where people look for speed: the app chose slower kernels because the fast ones crashed.
+        self.kernel_label = QLabel(f"Safe mode (slower): {kernel_note}." if kernel_note else "")
+        self.kernel_label.setWordWrap(True)
+        self.kernel_label.setAccessibleName("processor note")
         self._build_layout(browse)
 
     def _combo(self, choices: tuple[str, ...], current: str, name: str) -> QComboBox:
@@ -111,6 +122,8 @@ class SettingsDialog(QDialog):
         budget_widget.setLayout(budget_box)
         form.addRow("Memory budget" + reload_note, budget_widget)
         form.addRow("KV cache type" + reload_note, self.kv_type)
+        if self.kernel_label.text():
+            form.addRow("Processor", self.kernel_label)
         form.addRow("Theme", self.theme)
         form.addRow("Font size", self.font_size)
         folder = QHBoxLayout()
