@@ -27,10 +27,10 @@ from pathlib import Path
 if not __package__:  # run as a file: `engine` must be the package, not this file
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.machine import describe, machine_figures  # noqa: E402
 from engine.config import EngineConfig, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.synthetic import write_synthetic_model  # noqa: E402
-from engine.synthetic_shapes import get_shape  # noqa: E402
+from engine.synthetic import get_shape, write_synthetic_model  # noqa: E402
 
 N_CTX = 4096
 THREADS = 2
@@ -202,6 +202,7 @@ def report(model: Path, rounds: int) -> None:
         "decode_tokens": DECODE_TOKENS,
         "rounds": rounds,
         "repeats_per_round": REPEATS,
+        "machine": machine_figures(),
     }
     for kind in runs:
         for key in ("prefill_tps", "decode_tps", "ttft_s", "peak_rss", "load_s"):
@@ -241,6 +242,7 @@ def print_table(f: dict) -> None:
     print(f"{'':16}{'ours':>10}{'plain Llama':>13}{'ratio':>8}")
     for name, ours, ref, ratio in rows:
         print(f"{name:16}{ours:>10.2f}{ref:>13.2f}{ratio:>8.3f}")
+    print(describe(f["machine"]))
     print(f"peak RSS / file: ours {f['rss_over_file']:.3f}, plain Llama {f['reference_rss_over_file']:.3f}")
     print(
         f"TTFT turn 1 {f['ttft_turn1_s']:.3f} s, turn 10 {f['ttft_turn10_s']:.3f} s: "

@@ -50,14 +50,14 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
 
 import numpy as np  # noqa: E402
 
+from bench.machine import describe, machine_figures  # noqa: E402
 from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.expert_cache import CachePolicy  # noqa: E402
 from engine.expert_map import expert_map  # noqa: E402
 from engine.expert_replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
-from engine.synthetic import RouterSkew, write_synthetic_model  # noqa: E402
-from engine.synthetic_shapes import get_shape  # noqa: E402
+from engine.synthetic import RouterSkew, get_shape, write_synthetic_model  # noqa: E402
 
 GIB = 1 << 30
 BUDGETS = {"4b": [None, 2.0, 1.5, 1.0], "21b": [None, 8.0]}
@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(run_child(model, setup, budget, args.tokens, own_copy))
                 print_table(cells[-1:])
     result = summary(cells, disk)
+    result["machine"] = machine_figures()
+    print(describe(result["machine"]))
     for key, value in result.items():
         if isinstance(value, float):
             print(f"{key}: {value:.3f}")
