@@ -28,7 +28,7 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.machine import describe, machine_figures  # noqa: E402
-from engine.config import EngineConfig, SamplingParams  # noqa: E402
+from engine.config import EngineConfig, Kernels, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.synthetic import get_shape, write_synthetic_model  # noqa: E402
 
@@ -40,6 +40,8 @@ TURNS = 10
 REPEATS = 3
 # Greedy, so that both set-ups decode the very same tokens through the random model.
 SAMPLING = SamplingParams(temperature=0.0, max_tokens=DECODE_TOKENS)
+# ours-safe: our engine on llama.cpp's plain kernels, what the kernel check falls back to.
+KINDS = ("ours", "reference", "ours-safe")
 FILLER = "The committee reviewed the annual report on regional water supply and the budget for repairs. "
 
 
@@ -101,8 +103,8 @@ def best_of(run_once) -> dict:
     }
 
 
-def child_ours(model: Path) -> dict:
-    engine = Engine(model, EngineConfig(n_ctx=N_CTX, n_threads=THREADS))
+def child_ours(model: Path, kernels: Kernels = Kernels.AUTO) -> dict:
+    engine = Engine(model, EngineConfig(n_ctx=N_CTX, n_threads=THREADS, kernels=kernels))
     prompt = prompt_tokens_for(engine)
 
     def run_once(warm_up: bool) -> dict:
@@ -110,7 +112,11 @@ def child_ours(model: Path) -> dict:
         return timed_stream(token_events(engine, prompt[:32] if warm_up else prompt), len(prompt))
 
     figures = best_of(run_once)
-    figures.update(turns=conversation_ttfts(engine), load_s=engine.load_seconds, mode=engine.memory_mode.value)
+    figures.update(
+        turns=conversation_ttfts(engine),
+        load_s=engine.load_seconds,
+        mode=f"{engine.memory_mode.value}, {engine.kernels.value} kernels",
+    )
     engine.close()
     figures["peak_rss"] = peak_rss_bytes()
     return figures
@@ -171,11 +177,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a 4B-shape GGUF (default: write a synthetic one)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        figures = child_ours(args.model) if args.child == "ours" else child_reference(args.model)
-        print(json.dumps(figures))
+        children = {
+            "ours": lambda: child_ours(args.model),
+            "ours-safe": lambda: child_ours(args.model, Kernels.SAFE),
+            "reference": lambda: child_reference(args.model),
+        }
+        print(json.dumps(children[args.child]()))
         return
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         model = args.model or write_synthetic_model(get_shape("4b"), Path(tmp) / "synthetic-4b.gguf")
@@ -183,9 +193,9 @@ def main() -> None:
 
 
 def report(model: Path, rounds: int) -> None:
-    runs: dict[str, list[dict]] = {"ours": [], "reference": []}
+    runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for round_no in range(rounds):
-        for kind in ("ours", "reference") if round_no % 2 == 0 else ("reference", "ours"):
+        for kind in KINDS if round_no % 2 == 0 else KINDS[::-1]:
             runs[kind].append(run_child(kind, model))
             print(f"round {round_no + 1}/{rounds} {kind}: {runs[kind][-1]['decode_tps']:.1f} tok/s decode", flush=True)
 
@@ -206,11 +216,13 @@ def report(model: Path, rounds: int) -> None:
     }
     for kind in runs:
         for key in ("prefill_tps", "decode_tps", "ttft_s", "peak_rss", "load_s"):
-            figures[f"{kind}_{key}"] = median(kind, key)
+            figures[f"{kind.replace('-', '_')}_{key}"] = median(kind, key)
     figures.update(
         decode_ratio=figures["ours_decode_tps"] / figures["reference_decode_tps"],
         prefill_ratio=figures["ours_prefill_tps"] / figures["reference_prefill_tps"],
         ttft_ratio=figures["ours_ttft_s"] / figures["reference_ttft_s"],
+        safe_kernels_decode_ratio=figures["ours_safe_decode_tps"] / figures["reference_decode_tps"],
+        safe_kernels_prefill_ratio=figures["ours_safe_prefill_tps"] / figures["reference_prefill_tps"],
         rss_ratio=figures["ours_peak_rss"] / figures["reference_peak_rss"],
         rss_over_file=figures["ours_peak_rss"] / file_size,
         reference_rss_over_file=figures["reference_peak_rss"] / file_size,
@@ -242,6 +254,11 @@ def print_table(f: dict) -> None:
     print(f"{'':16}{'ours':>10}{'plain Llama':>13}{'ratio':>8}")
     for name, ours, ref, ratio in rows:
         print(f"{name:16}{ours:>10.2f}{ref:>13.2f}{ratio:>8.3f}")
+    print(
+        f"safe kernels (the fallback where the fast ones crash): decode {f['ours_safe_decode_tps']:.2f} tok/s "
+        f"({f['safe_kernels_decode_ratio']:.3f}x plain Llama), prefill {f['ours_safe_prefill_tps']:.2f} tok/s "
+        f"({f['safe_kernels_prefill_ratio']:.3f}x)"
+    )
     print(describe(f["machine"]))
     print(f"peak RSS / file: ours {f['rss_over_file']:.3f}, plain Llama {f['reference_rss_over_file']:.3f}")
     print(

@@ -23,6 +23,10 @@ def test_engine_benchmark_runs_and_ends_with_its_figures(tiny_model_path):
     for key in ("decode_ratio", "prefill_ratio", "rss_over_file", "ttft_turn10_over_turn1"):
         assert figures[key] > 0
     assert figures["ours_decode_tps"] > 0 and figures["reference_decode_tps"] > 0
+    assert figures["ours_safe_decode_tps"] > 0 and figures["safe_kernels_decode_ratio"] > 0
+    machine = figures["machine"]
+    assert machine["cpu"] and "REPACK = 1" in machine["llama_build"]
+    assert isinstance(machine["cpu_has_amx"], bool) and "AMX_INT8 = 1" not in machine["llama_build"]
 
 
 def _bench(*args: str) -> dict:
@@ -47,9 +51,11 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
     assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_prefetch", "no_manager"}
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])
+    assert figures["machine"]["cpu"] and "REPACK = 1" in figures["machine"]["llama_build"]
 
 
 def test_summarize_benchmark_reports_pages_per_minute(tiny_model_path):
     figures = _bench("summarize", "--model", str(tiny_model_path), "--pages", "6", "--context", "768")
     assert figures["pages"] == 6 and figures["pages_per_minute"] > 0 and figures["sections"] >= 1
     assert figures["ideal_over_actual"] > 0
+    assert figures["machine"]["cpu"]
