@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from app.catalog import GIB, CatalogEntry, ModelCatalog
 from app.hardware import HardwareProbe
-from engine import page_control
+from engine.experts import page_control
 
 RESERVE_FRACTION = 0.25
 RESERVE_MIN_BYTES = 1 * GIB

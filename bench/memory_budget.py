@@ -53,9 +53,9 @@ import numpy as np  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
 from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.expert_cache import CachePolicy  # noqa: E402
-from engine.expert_map import expert_map  # noqa: E402
-from engine.expert_replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate  # noqa: E402
+from engine.experts.cache import CachePolicy  # noqa: E402
+from engine.experts.map import expert_map  # noqa: E402
+from engine.experts.replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
 from engine.synthetic import RouterSkew, get_shape, write_synthetic_model  # noqa: E402
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from engine.errors import EngineError
-from engine.expert_cache import CachePolicy
+from engine.experts.cache import CachePolicy
 
 
 class ConfigError(EngineError, ValueError):
@@ -56,12 +56,12 @@ class EngineConfig:
     conversation_cache_dir: Path | None = None  # also keep them on disk when set
     # File-backed with a budget smaller than the model: resident model bytes allowed
     # (None: the memory budget minus the KV cache), whether experts are read ahead, and
-    # which ones stay (see engine/expert_cache.py).
+    # which ones stay (see engine/experts/cache.py).
     expert_budget_bytes: int | None = None
     expert_prefetch: bool = True
     expert_policy: CachePolicy = CachePolicy.LFU
     # Where each model's expert usage is kept between sessions, to start the cache warm
-    # (see engine/expert_history.py); None: every session starts cold.
+    # (see engine/experts/history.py); None: every session starts cold.
     expert_history_dir: Path | None = None
     kernels: Kernels = Kernels.AUTO
     # Where the verdict of the kernel check is kept per build and CPU; None: for this process only.

@@ -20,15 +20,16 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from engine import page_control
 from engine.chat_template import ChatTemplate
 from engine.chunks import ChatStats, Chunk, FinishReason
 from engine.config import EngineConfig, Kernels, MemoryMode, SamplingParams
 from engine.conversation_cache import ConversationCacheStore, common_prefix_length
 from engine.errors import EngineError, ModelLoadError
-from engine.expert_history import history_file
-from engine.expert_manager import ExpertManager, ExpertStats
-from engine.expert_map import expert_map
+from engine.experts import page_control
+from engine.experts.history import history_file
+from engine.experts.manager import ExpertManager, ExpertStats
+from engine.experts.map import expert_map
+from engine.experts.router_hook import RouterHook
 from engine.kernel_check import kernel_verdict
 from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
@@ -36,7 +37,6 @@ from engine.memory_plan import choose_memory_mode, managed_weights_budget
 from engine.memory_report import MemoryReport, process_rss
 from engine.model_info import inspect_model
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
-from engine.router_hook import RouterHook
 
 log = logging.getLogger(__name__)
 

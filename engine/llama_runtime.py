@@ -17,9 +17,9 @@ from llama_cpp import _internals
 from engine import llama_log
 from engine.config import EngineConfig, KvType, SamplingParams
 from engine.errors import EngineError, ModelLoadError
+from engine.experts.page_control import drop_mapped_pages
 from engine.ggml_libs import load_backends
 from engine.model_info import ModelInfo
-from engine.page_control import drop_mapped_pages
 
 SEQ = 0  # the engine keeps one live sequence and swaps conversations in and out of it
 _GGML_TYPES = {KvType.F16: 1, KvType.Q8_0: 8}  # enum ggml_type

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psutil
 
-from engine import page_control
 from engine.config import EngineConfig, MemoryMode
+from engine.experts import page_control
 from engine.model_info import ModelInfo
 
 # Room for llama.cpp's compute buffers, the app and the OS beside weights and KV.

@@ -85,7 +85,7 @@ def test_budget_summary_says_what_fits():
 
 def test_the_budget_note_says_when_the_platform_cannot_keep_a_budget(monkeypatch):
     from app.model_choice import budget_platform_note
-    from engine import page_control
+    from engine.experts import page_control
 
     monkeypatch.setattr(page_control, "SUPPORTED", True)
     assert budget_platform_note() == ""

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import EngineError
-from engine.expert_cache import CachePolicy, ExpertCache
-from engine.expert_replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate
+from engine.experts.cache import CachePolicy, ExpertCache
+from engine.experts.replay import belady_hit_rate, replay_hit_rate, static_oracle_hit_rate
 
 
 def keys(*k: int) -> np.ndarray:

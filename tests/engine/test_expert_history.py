@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from engine.expert_history import HISTORY_TOKENS, history_tokens, load_history, save_history
+from engine.experts.history import HISTORY_TOKENS, history_tokens, load_history, save_history
 
 
 def test_a_session_is_added_to_the_history_and_read_back(tmp_path):

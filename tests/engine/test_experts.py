@@ -9,11 +9,11 @@ import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
-from engine.expert_history import load_history
-from engine.expert_manager import BudgetTooSmallError, fixed_bytes, minimum_budget
-from engine.expert_map import EXPERT_TENSORS, expert_map
+from engine.experts.history import load_history
+from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
+from engine.experts.map import EXPERT_TENSORS, expert_map
+from engine.experts.router_hook import RouterHook
 from engine.model_info import inspect_model
-from engine.router_hook import RouterHook
 
 GREEDY = SamplingParams(temperature=0, max_tokens=24, seed=1)
 QUESTION = [{"role": "user", "content": "Summarise the plot of a long novel about the sea, please."}]

@@ -146,7 +146,7 @@ def test_the_status_bar_shows_the_budget_and_the_expert_cache_when_experts_are_m
     qtbot, open_window, small_moe_model_path
 ):
     from engine.config import EngineConfig, MemoryMode
-    from engine.expert_manager import fixed_bytes
+    from engine.experts.manager import fixed_bytes
     from engine.model_info import inspect_model
 
     window = open_window(max_tokens=16)

@@ -30,7 +30,7 @@ def test_the_dialog_shows_and_returns_every_setting(qtbot):
 
 
 def test_the_budget_slider_notes_where_a_budget_cannot_be_kept(qtbot, monkeypatch):
-    from engine import page_control
+    from engine.experts import page_control
 
     monkeypatch.setattr(page_control, "SUPPORTED", False)  # as on macOS and Windows
     dialog = SettingsDialog(Settings(), ModelCatalog.load(), total_ram_bytes=16 * GIB, token=None)

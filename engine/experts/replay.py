@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.expert_cache import CachePolicy, ExpertCache
+from engine.experts.cache import CachePolicy, ExpertCache
 
 
 def _hit_rate(hits: int, total: int) -> float:

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import EngineError
-from engine.expert_cache import CachePolicy, ExpertCache
-from engine.expert_history import PRIOR_TOKENS, history_tokens, load_history, save_history
-from engine.expert_io import ExpertIO
-from engine.expert_map import EXPERT_TENSORS, ExpertMap
+from engine.experts.cache import CachePolicy, ExpertCache
+from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
+from engine.experts.io import ExpertIO
+from engine.experts.map import EXPERT_TENSORS, ExpertMap
+from engine.experts.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, pages_inside, residency
 from engine.model_info import ModelInfo
-from engine.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, pages_inside, residency
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class ExpertManager:
         policy: CachePolicy = CachePolicy.LFU,
         history_path: Path | None = None,
     ) -> None:
-        """`history_path`: this model's expert usage history (engine/expert_history.py): the
+        """`history_path`: this model's expert usage history (engine/experts/history.py): the
         cache starts from it, and `close` adds this session's selections to it."""
         if budget_bytes < minimum_budget(info, experts):
             need = minimum_budget(info, experts) / 2**30

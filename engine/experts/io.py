@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from engine.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise
+from engine.experts.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise
 
 log = logging.getLogger(__name__)
 

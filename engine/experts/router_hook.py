@@ -21,7 +21,7 @@ from typing import Protocol
 import llama_cpp
 import numpy as np
 
-from engine.expert_map import ExpertMap
+from engine.experts.map import ExpertMap
 from engine.ggml_libs import library
 
 log = logging.getLogger(__name__)
