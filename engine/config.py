@@ -11,6 +11,7 @@ import psutil
 
 from engine.errors import EngineError
 from engine.experts.cache import CachePolicy
+from engine.experts.io import ReadMethod
 
 
 class ConfigError(EngineError, ValueError):
@@ -60,6 +61,8 @@ class EngineConfig:
     expert_budget_bytes: int | None = None
     expert_prefetch: bool = True
     expert_policy: CachePolicy = CachePolicy.LFU
+    expert_lookahead: int | None = None  # later layers read ahead; None: the measured default
+    expert_read_method: ReadMethod | None = None  # None: the measured default
     # Where each model's expert usage is kept between sessions, to start the cache warm
     # (see engine/experts/history.py); None: every session starts cold.
     expert_history_dir: Path | None = None
@@ -78,6 +81,8 @@ class EngineConfig:
             raise ConfigError("the memory budget must be positive")
         if self.expert_budget_bytes is not None and self.expert_budget_bytes <= 0:
             raise ConfigError("the expert budget must be positive")
+        if self.expert_lookahead is not None and self.expert_lookahead < 0:
+            raise ConfigError("the expert lookahead must be 0 (off) or more layers")
 
     @property
     def threads(self) -> int:

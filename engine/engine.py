@@ -129,6 +129,8 @@ class Engine:
             budget,
             prefetch=self.config.expert_prefetch,
             policy=self.config.expert_policy,
+            lookahead=self.config.expert_lookahead,
+            read_method=self.config.expert_read_method,
             history_path=history_file(folder, self.info) if folder is not None else None,
         )
 

@@ -61,11 +61,12 @@ class ExpertCache:
     def size(self) -> int:
         return int(np.count_nonzero(self.resident))
 
-    def access(self, keys: np.ndarray, uses: np.ndarray | None = None) -> Access:
+    def access(self, keys: np.ndarray, uses: np.ndarray | None = None, *, pinned: np.ndarray | None = None) -> Access:
         """Serve one access: which keys hit, which must be read, which to evict for them.
 
         `uses`: how many tokens of the access use each key (a prompt batch counts each
         token's choice, so LFU learns the prompt's popular experts); 1 each by default.
+        `pinned`: other keys that must not be evicted now (reads ahead still to be used).
         """
         if uses is None:
             keys = np.unique(np.asarray(keys, dtype=np.int64))
@@ -75,14 +76,34 @@ class ExpertCache:
         if len(keys) > self.capacity:
             raise EngineError(f"one layer needs {len(keys)} experts but the cache holds {self.capacity}")
         self.tick += 1
+        protected = keys if pinned is None else np.union1d(keys, pinned)
+        need = int(np.count_nonzero(~self.resident[keys])) - (self.capacity - self.size)
+        if need > self.size - int(np.count_nonzero(self.resident[protected])):
+            protected = keys  # the layer about to run comes before any read ahead
+        access = self._bring_in(keys, protected)
+        self._last_used[keys] = self.tick
+        self._count(keys, uses)
+        return access
+
+    def admit(self, keys: np.ndarray, pinned: np.ndarray) -> Access:
+        """Make `keys` resident ahead of their use (a speculative read), counting no use.
+
+        Only what is neither in `keys` nor `pinned` can be evicted for them, and only while
+        the cache has room beyond the pinned keys: what cannot fit is left out of `misses`.
+        """
+        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        protected = np.union1d(keys, pinned)
+        room = self.capacity - int(np.count_nonzero(self.resident[protected]))
+        absent = keys[~self.resident[keys]]
+        return self._bring_in(np.concatenate((keys[self.resident[keys]], absent[: max(0, room)])), protected)
+
+    def _bring_in(self, keys: np.ndarray, protected: np.ndarray) -> Access:
         present = self.resident[keys]
         hits, misses = keys[present], keys[~present]
-        evicted = self._victims(len(misses) - (self.capacity - self.size), keys)
+        evicted = self._victims(len(misses) - (self.capacity - self.size), protected)
         self.resident[evicted] = False
         self.resident[misses] = True
         self._loaded_at[misses] = self.tick
-        self._last_used[keys] = self.tick
-        self._count(keys, uses)
         return Access(hits, misses, evicted)
 
     def seed(self, uses: np.ndarray) -> None:

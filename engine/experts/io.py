@@ -1,11 +1,19 @@
 """Reading experts into the page cache and evicting them, off the thread that computes.
 
-Measured on the 4B shape (bench/memory_budget.py prints a run's figures): pread of an
-expert matrix runs at about 1 GB/s here, MADV_POPULATE_READ on llama.cpp's mapping at about
-0.1 GB/s, page faults at 0.1-0.2 GB/s (each fault reads a small window synchronously). So
-prefetch is pread into a scratch buffer: the pages land in the page cache and llama.cpp's
-later touches are minor faults. Our descriptor is marked POSIX_FADV_RANDOM so that a read
-brings no neighbouring expert along. Several workers keep several reads in flight.
+Reads come in two kinds: exact (the layer about to run needs them) and speculative (a later
+layer's experts guessed from the current hidden state); exact reads always go first. Each
+read carries the last access (`stamp`) it is still useful for: once the computing thread
+has gone past it, llama.cpp has faulted the pages in itself and the read is dropped.
+
+How a read is done (`ReadMethod`, chosen by speed and by CPU time per GB, see
+bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's compute):
+- PREAD: worker threads copy each matrix into a scratch buffer; the pages land in the
+  page cache and llama.cpp's later touches are minor faults.
+- WILLNEED: one thread asks the kernel for each matrix with posix_fadvise(WILLNEED), which
+  returns at once and reads asynchronously in large requests; a second thread confirms each
+  read in order with a pread of the same range, which waits for the pages in flight
+  instead of reading them again.
+Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
 Eviction: MADV_PAGEOUT drops the pages from llama.cpp's mapping (about 0.5 ms per 4B
 expert, so it runs here, not in the callback), then POSIX_FADV_DONTNEED drops them from
@@ -21,6 +29,8 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -31,8 +41,22 @@ log = logging.getLogger(__name__)
 N_MATRICES = 3  # gate, up, down
 
 
+class ReadMethod(StrEnum):
+    PREAD = "pread"
+    WILLNEED = "willneed"
+
+
+@dataclass
+class IOCounters:
+    exact_keys: int = 0  # experts asked for exactly
+    speculative_keys: int = 0  # and speculatively
+    bytes_read: int = 0  # by reads that were not dropped
+    busy_s: float = 0.0  # wall time with at least one read outstanding
+    cpu_s: float = 0.0  # CPU time of the I/O threads (the kernel's asynchronous work not included)
+
+
 class ExpertIO:
-    """Worker threads that evict and read experts, evictions first.
+    """Threads that evict and read experts: evictions first, then exact reads, then speculative.
 
     `file_ranges[key]` is [3, 2] of (file offset, bytes); `evict_spans[key]` [3, 2] of
     page-aligned [start, end) addresses in llama.cpp's mapping and `evict_file_spans` the
@@ -48,6 +72,7 @@ class ExpertIO:
         evict_file_spans: np.ndarray,
         wanted: np.ndarray,
         *,
+        method: ReadMethod = ReadMethod.PREAD,
         n_threads: int = 2,
     ) -> None:
         self._fd = os.open(path, os.O_RDONLY)
@@ -56,6 +81,7 @@ class ExpertIO:
             # would stay in RAM whatever we advise until the kernel writes it back.
             os.fdatasync(self._fd)
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)  # a hint only
+        self.method = ReadMethod(method)
         self._file_ranges = file_ranges
         self._evict_spans = evict_spans
         self._evict_file_spans = evict_file_spans
@@ -63,30 +89,52 @@ class ExpertIO:
         self._buffer_bytes = int(file_ranges[:, :, 1].max()) + PAGE
         self._pageout = MADV_PAGEOUT
         self._urgent: collections.deque = collections.deque()  # evictions and calls
-        self._reads: collections.deque = collections.deque()  # (key, matrix, stamp)
+        # (key, matrix, stamp, generation): exact reads, speculative reads, issued ones to confirm
+        self._exact: collections.deque = collections.deque()
+        self._speculative: collections.deque = collections.deque()
+        self._issued: collections.deque = collections.deque()
         self._lock = threading.Condition()
         self._read_finished = threading.Condition(self._lock)
         self._stopping = False
         self.current_stamp = 0  # the latest access the computing thread has made
         n_keys = len(file_ranges)
         self._matrices_left = np.zeros(n_keys, dtype=np.int64)
+        self._generation = np.zeros(n_keys, dtype=np.int64)  # a newer request supersedes older jobs
         self.read_done_at = np.zeros(n_keys)  # when each key's last read completed
-        self.bytes_read = 0
+        self.counters = IOCounters()
+        self._outstanding = 0
+        self._busy_since = 0.0
         self.failures = 0
+        if self.method is ReadMethod.WILLNEED:
+            targets = [(self._issue_loop, "issue"), (self._confirm_loop, "confirm")]
+        else:
+            targets = [(self._issue_loop, str(i)) for i in range(n_threads)]
         self._threads = [
-            threading.Thread(target=self._run, name=f"expert-io-{i}", daemon=True) for i in range(n_threads)
+            threading.Thread(target=target, name=f"expert-io-{name}", daemon=True) for target, name in targets
         ]
         for thread in self._threads:
             thread.start()
 
     # --- called from the computing thread ---------------------------------------------------
-    def read(self, keys: np.ndarray, stamp: int) -> None:
+    def read(self, keys: np.ndarray, stamp: int, *, speculative: bool = False) -> None:
         """Read `keys`, unless the computing thread has gone past access `stamp` by then."""
-        if len(keys):
-            with self._lock:
-                self._matrices_left[keys] = N_MATRICES
-                self._reads.extend((int(k), m, stamp) for k in keys for m in range(N_MATRICES))
-                self._lock.notify_all()
+        if not len(keys):
+            return
+        with self._lock:
+            queue = self._speculative if speculative else self._exact
+            if speculative:
+                self.counters.speculative_keys += len(keys)
+            else:
+                self.counters.exact_keys += len(keys)
+            self._generation[keys] += 1
+            new = self._matrices_left[keys] == 0
+            self._outstanding += int(np.count_nonzero(new))
+            if self._outstanding and self._outstanding == np.count_nonzero(new):
+                self._busy_since = time.perf_counter()
+            self._matrices_left[keys] = N_MATRICES
+            jobs = zip(keys, self._generation[keys], strict=True)
+            queue.extend((int(k), m, stamp, int(g)) for k, g in jobs for m in range(N_MATRICES))
+            self._lock.notify_all()
 
     def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> float:
         """Block until `keys` are read (or dropped); return the seconds waited."""
@@ -94,6 +142,11 @@ class ExpertIO:
         with self._read_finished:
             self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
         return time.perf_counter() - started
+
+    def pending(self, keys: np.ndarray) -> np.ndarray:
+        """Those of `keys` whose reads have not finished."""
+        with self._lock:
+            return keys[self._matrices_left[keys] > 0]
 
     def evict(self, keys: np.ndarray) -> None:
         if len(keys):
@@ -122,46 +175,93 @@ class ExpertIO:
             self._lock.notify()
 
     # --- the workers --------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _issue_loop(self) -> None:
+        """Evictions and calls first, then exact reads, then speculative ones."""
         buffer = memoryview(bytearray(self._buffer_bytes))
         while True:
             with self._lock:
-                while not (self._urgent or self._reads or self._stopping):
+                while not (self._urgent or self._exact or self._speculative or self._stopping):
                     self._lock.wait()
                 if self._stopping:
                     return
                 job = self._urgent.popleft() if self._urgent else None
-                read = self._reads.popleft() if job is None else None
+                read = None if job else (self._exact or self._speculative).popleft()
+            cpu = time.thread_time()
             try:
                 if job is not None:
                     fn, arg = job
                     fn(arg) if arg is not None else fn()
+                elif self.method is ReadMethod.WILLNEED:
+                    self._advise(*read)
                 else:
                     self._read(*read, buffer)
             except Exception:  # a failed read only costs speed: the compute faults the pages in
-                self.failures += 1
-                if self.failures == 1:
-                    log.exception("expert I/O failed")
-                if read is not None:
-                    self._finished(read[0], 0)
+                self._failed("expert I/O failed", read)
+            self._add_cpu(time.thread_time() - cpu)
 
-    def _read(self, key: int, matrix: int, stamp: int, buffer: memoryview) -> None:
+    def _confirm_loop(self) -> None:
+        """WILLNEED: wait for each issued read in order (a pread of pages in flight waits for them)."""
+        buffer = memoryview(bytearray(self._buffer_bytes))
+        while True:
+            with self._lock:
+                while not (self._issued or self._stopping):
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                read = self._issued.popleft()
+            cpu = time.thread_time()
+            try:
+                self._read(*read, buffer)
+            except Exception:
+                self._failed("confirming an expert read failed", read)
+            self._add_cpu(time.thread_time() - cpu)
+
+    def _useful(self, key: int, stamp: int, generation: int) -> bool:
+        # Dropped when that layer has run (llama.cpp faulted the pages in itself), the key was
+        # evicted meanwhile, or a newer request for it was made.
+        return stamp >= self.current_stamp and self._wanted[key] and generation == self._generation[key]
+
+    def _advise(self, key: int, matrix: int, stamp: int, generation: int) -> None:
+        if self._useful(key, stamp, generation):
+            offset, nbytes = self._file_ranges[key, matrix]
+            os.posix_fadvise(self._fd, int(offset), int(nbytes), os.POSIX_FADV_WILLNEED)
+            with self._lock:
+                self._issued.append((key, matrix, stamp, generation))
+                self._lock.notify_all()
+        else:
+            self._finished(key, generation, 0)
+
+    def _read(self, key: int, matrix: int, stamp: int, generation: int, buffer: memoryview) -> None:
         n = 0
-        # Skipped when that layer has run (llama.cpp faulted the pages in itself) or the key
-        # was evicted meanwhile.
-        if stamp >= self.current_stamp and self._wanted[key]:
+        if self._useful(key, stamp, generation):
             offset, nbytes = self._file_ranges[key, matrix]
             n = os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
-        self._finished(key, n)
+        self._finished(key, generation, n)
 
-    def _finished(self, key: int, nbytes: int) -> None:
+    def _failed(self, what: str, read) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.exception(what)
+        if read is not None:
+            self._finished(read[0], read[3], 0)
+
+    def _finished(self, key: int, generation: int, nbytes: int) -> None:
         with self._lock:
-            self.bytes_read += nbytes
+            if generation != self._generation[key]:
+                return  # a newer request for this key counts the matrices now
+            self.counters.bytes_read += nbytes
             self._matrices_left[key] -= 1
             if self._matrices_left[key] <= 0:
                 self._matrices_left[key] = 0
                 self.read_done_at[key] = time.perf_counter()
+                self._outstanding -= 1
+                if self._outstanding == 0:
+                    self.counters.busy_s += self.read_done_at[key] - self._busy_since
                 self._read_finished.notify_all()
+
+    def _add_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self.counters.cpu_s += seconds
 
     def evict_now(self, keys: np.ndarray) -> None:
         """Evict on the calling thread (the workers' own jobs, the manager's sweep)."""

@@ -23,7 +23,7 @@ import numpy as np
 from engine.errors import EngineError
 from engine.experts.cache import CachePolicy, ExpertCache
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
-from engine.experts.io import ExpertIO
+from engine.experts.io import ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
 from engine.experts.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, pages_inside, residency
 from engine.model_info import ModelInfo
@@ -36,6 +36,10 @@ SWEEP_SECONDS = (0.25, 2.0)
 # Reads in flight: at 1 GiB on the 4B shape, 1, 2 and 4 workers decoded 3.7, 4.1 and 4.4
 # tokens/s here (the disk serves concurrent reads faster than one at a time).
 IO_THREADS = 4
+# Later layers whose experts are guessed and read ahead during decode (their routers applied
+# to the current layer's input), and how they are read: see bench/memory_budget.py.
+LOOKAHEAD_LAYERS = 2
+READ_METHOD = ReadMethod.PREAD
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 # Pages of the embedding table touched so far are counted when measured; before the first
 # sweep this much is assumed.
@@ -57,6 +61,14 @@ class ExpertStats:
     hits: int
     misses: int
     bytes_read: int  # by prefetch; without it, misses * expert_bytes are faulted in instead
+    lookahead: int  # layers read ahead speculatively
+    exact_reads: int  # experts read because the layer about to run needs them
+    speculative_reads: int  # experts read ahead for a later layer
+    misses_read_ahead: int  # of the misses, those a speculative read had already started
+    wasted_bytes: int  # read ahead for a layer that then did not use them
+    wait_s: float  # llama.cpp kept waiting for reads
+    read_busy_s: float  # wall time with reads outstanding
+    io_cpu_s: float  # CPU time of the I/O threads
     on_time: int  # layers whose missing experts were read before llama.cpp reached them
     late: int  # layers where llama.cpp waited for the reads
     lead_ms_median: float | None  # how long before use the on-time reads finished
@@ -79,6 +91,11 @@ class ExpertStats:
     @property
     def bytes_read_per_token(self) -> float:
         return self.miss_bytes / self.evaluations if self.evaluations else 0.0
+
+    @property
+    def wasted_read_fraction(self) -> float:
+        """Speculative bytes read and never used, of all bytes read."""
+        return self.wasted_bytes / self.bytes_read if self.bytes_read else 0.0
 
 
 def fixed_bytes(info: ModelInfo) -> int:
@@ -106,9 +123,13 @@ class ExpertManager:
         prefetch: bool = True,
         policy: CachePolicy = CachePolicy.LFU,
         history_path: Path | None = None,
+        lookahead: int | None = None,
+        read_method: ReadMethod | None = None,
     ) -> None:
         """`history_path`: this model's expert usage history (engine/experts/history.py): the
-        cache starts from it, and `close` adds this session's selections to it."""
+        cache starts from it, and `close` adds this session's selections to it. `lookahead`:
+        how many later layers' experts are guessed and read ahead (decode only; 0: none);
+        None for it or `read_method`: the measured defaults above."""
         if budget_bytes < minimum_budget(info, experts):
             need = minimum_budget(info, experts) / 2**30
             raise BudgetTooSmallError(
@@ -118,6 +139,8 @@ class ExpertManager:
         self.info, self.map = info, experts
         self.budget_bytes = budget_bytes
         self.prefetch = prefetch
+        self.lookahead = (LOOKAHEAD_LAYERS if lookahead is None else lookahead) if prefetch else 0
+        self.read_method = ReadMethod(read_method or READ_METHOD)
         self._margin = budget_bytes // 200 + (4 << 20)
         self._fixed = fixed_bytes(info)
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
@@ -134,6 +157,10 @@ class ExpertManager:
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session
         self._usage_at_reset = np.zeros_like(self._usage)  # stats() counts from here
+        # Read ahead (or found resident) for a later layer that has not run yet: pinned until it
+        # does; `_ahead_read`: those that needed a read (a miss read early, or a wasted read).
+        self._ahead = np.zeros(self.cache.n_keys, dtype=bool)
+        self._ahead_read = np.zeros(self.cache.n_keys, dtype=bool)
         self._predicted: dict[int, np.ndarray] = {}
         self._misses: dict[int, np.ndarray] = {}
         # Per layer with misses: how long before use the reads were done, or how long
@@ -148,6 +175,9 @@ class ExpertManager:
             "mismatches": 0,
             "on_time": 0,
             "late": 0,
+            "read_ahead": 0,
+            "wasted": 0,
+            "wait_s": 0.0,
         }
         self._io: ExpertIO | None = None
         self._mapping: FileMapping | None = None
@@ -182,7 +212,13 @@ class ExpertManager:
                     evict_spans[key, m] = pages_inside(mapping.address(offset), nbytes)
         evict_file_spans = evict_spans - (mapping.start - mapping.file_offset)
         self._io = ExpertIO(
-            self.info.path, file_ranges, evict_spans, evict_file_spans, self.cache.resident, n_threads=IO_THREADS
+            self.info.path,
+            file_ranges,
+            evict_spans,
+            evict_file_spans,
+            self.cache.resident,
+            method=self.read_method,
+            n_threads=IO_THREADS,
         )
         self._key_pages = (evict_spans - mapping.start) // PAGE  # [key, matrix, (first, end)] page indices
         embedding = self.info.tensors["token_embd.weight"]
@@ -216,7 +252,7 @@ class ExpertManager:
             log.warning("could not save the expert usage history to %s: %s", self._history_path, exc)
 
     # --- the router hook's calls (on the computing thread) ------------------------------------------
-    def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
+    def experts_predicted(self, layer: int, experts: np.ndarray, layer_input: np.ndarray | None = None) -> None:
         if self._io is None:
             return
         now = time.perf_counter()
@@ -230,9 +266,12 @@ class ExpertManager:
         used = experts.sum(axis=0)
         chosen = np.flatnonzero(used)
         keys = layer * self.map.n_expert + chosen
-        access = self.cache.access(keys, used[chosen])
-        self._counts["hits"] += len(access.hits)
-        self._counts["misses"] += len(access.misses)
+        read_ahead = keys[self._ahead_read[keys] & self.cache.resident[keys]]  # misses, read early
+        self._end_read_ahead(layer, keys)
+        access = self.cache.access(keys, used[chosen], pinned=np.flatnonzero(self._ahead))
+        self._counts["hits"] += len(access.hits) - len(read_ahead)
+        self._counts["misses"] += len(access.misses) + len(read_ahead)
+        self._counts["read_ahead"] += len(read_ahead)
         if self.trace is not None:
             self.trace.append(keys)
             self.trace_uses.append(used[chosen])
@@ -241,7 +280,39 @@ class ExpertManager:
         self._io.current_stamp = self._stamp
         if self.prefetch:
             self._io.read(access.misses, self._stamp)
-        self._misses[layer] = access.misses
+            # A speculative read still queued or in flight is now needed: ask again as exact.
+            self._io.read(self._io.pending(read_ahead), self._stamp)
+        self._misses[layer] = np.concatenate((access.misses, read_ahead))
+        if self.lookahead and layer_input is not None and len(layer_input) == 1:
+            self._read_ahead(layer, keys, layer_input)
+
+    def _end_read_ahead(self, layer: int, used: np.ndarray) -> None:
+        """`layer` runs now: its experts read ahead are no longer pinned; unused ones were wasted."""
+        span = slice(layer * self.map.n_expert, (layer + 1) * self.map.n_expert)
+        read = self._ahead_read[span].copy()
+        read[used - span.start] = False
+        self._counts["wasted"] += int(np.count_nonzero(read & self.cache.resident[span]))
+        self._ahead[span] = False
+        self._ahead_read[span] = False
+
+    def _read_ahead(self, layer: int, in_use: np.ndarray, layer_input: np.ndarray) -> None:
+        """Guess the next layers' experts from this layer's input and read the missing ones.
+
+        Exact reads stay ahead of these in the I/O queues; a guess never evicts what this
+        layer uses or what was read ahead for another layer still to run.
+        """
+        n_expert = self.map.n_expert
+        for target in range(layer + 1, min(layer + 1 + self.lookahead, self.map.n_layer)):
+            guess = target * n_expert + np.flatnonzero(self.map.select(target, layer_input)[0])
+            guess = guess[~self._ahead[guess]]
+            if not len(guess):
+                continue
+            admitted = self.cache.admit(guess, np.union1d(in_use, np.flatnonzero(self._ahead)))
+            self._ahead[np.concatenate((admitted.hits, admitted.misses))] = True
+            self._ahead_read[admitted.misses] = True
+            self._io.evict(admitted.evicted)
+            # Useful until `target`'s own access (this access + the layers in between).
+            self._io.read(admitted.misses, self._stamp + target - layer, speculative=True)
 
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
         if self._io is None:
@@ -261,6 +332,7 @@ class ExpertManager:
         if self.prefetch and misses is not None and len(misses):
             # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
             waited = self._io.wait_for(misses)
+            self._counts["wait_s"] += waited
             if waited > 1e-4:
                 self._late.append(waited)
                 self._counts["late"] += 1
@@ -304,7 +376,15 @@ class ExpertManager:
             evaluations=c["evaluations"],
             hits=c["hits"],
             misses=c["misses"],
-            bytes_read=io.bytes_read if io else 0,
+            bytes_read=io.counters.bytes_read if io else 0,
+            lookahead=self.lookahead,
+            exact_reads=io.counters.exact_keys if io else 0,
+            speculative_reads=io.counters.speculative_keys if io else 0,
+            misses_read_ahead=c["read_ahead"],
+            wasted_bytes=c["wasted"] * self.map.expert_bytes,
+            wait_s=c["wait_s"],
+            read_busy_s=io.counters.busy_s if io else 0.0,
+            io_cpu_s=io.counters.cpu_s if io else 0.0,
             on_time=c["on_time"],
             late=c["late"],
             lead_ms_median=float(np.median(self._leads)) * 1e3 if self._leads else None,
@@ -324,5 +404,5 @@ class ExpertManager:
         self._late.clear()
         self._usage_at_reset = self._usage.copy()
         if self._io is not None:
-            self._io.bytes_read = 0
+            self._io.counters = IOCounters()
         self._peak = self._resident

@@ -31,8 +31,11 @@ GGML_TYPE_I32 = 26
 
 
 class RouteListener(Protocol):
-    def experts_predicted(self, layer: int, experts: np.ndarray) -> None:
-        """Bool [n_tokens, n_expert]: the experts `layer` will use per token, before its attention runs."""
+    def experts_predicted(self, layer: int, experts: np.ndarray, layer_input: np.ndarray) -> None:
+        """Bool [n_tokens, n_expert]: the experts `layer` will use per token, before its attention runs.
+
+        `layer_input` (float32 [n_tokens, n_embd], valid during the call only) is what the
+        router read: later layers' routers applied to it guess their experts too."""
 
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
         """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are used."""
@@ -87,7 +90,7 @@ class RouterHook:
                     # llama.cpp runs the last layer's experts only for the tokens whose
                     # logits are wanted: the engine asks for the batch's last one.
                     rows = rows[-1:]
-                self._listener.experts_predicted(layer, self._map.select(layer, rows))
+                self._listener.experts_predicted(layer, self._map.select(layer, rows), rows)
             else:
                 self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy())
         except Exception:  # anything escaping here would silently stop llama.cpp's graph

@@ -27,7 +27,7 @@ class RoutingRecorder:
         self.predicted: list[tuple[int, np.ndarray]] = []
         self.selected: list[tuple[int, np.ndarray]] = []
 
-    def experts_predicted(self, layer, experts):
+    def experts_predicted(self, layer, experts, layer_input):
         self.predicted.append((layer, experts.copy()))
 
     def experts_selected(self, layer, experts):
