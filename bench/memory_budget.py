@@ -2,7 +2,9 @@
 
 On a synthetic model of the real shape with a skewed router (a quarter of the experts
 made hot, as the paper measured), for each budget:
-- ours: the expert manager (LFU cache) with prefetch;
+- ours: the expert manager (LFU cache) with prefetch and lookahead (the next layers'
+  experts guessed and read ahead);
+- ours, no lookahead: the same, each layer's misses read only once its own experts are known;
 - ours, no prefetch: the same cache, misses read by page faults when llama.cpp gets there;
 - no manager: plain mmap, the budget kept by a simple evictor that pages out the experts
   loaded longest ago (FIFO), no prefetch.
@@ -50,7 +52,9 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
 
 import numpy as np  # noqa: E402
 
+from bench import read_methods  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
+from bench.read_methods import machine_busy_seconds  # noqa: E402
 from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.experts.cache import CachePolicy  # noqa: E402
@@ -61,7 +65,7 @@ from engine.synthetic import RouterSkew, get_shape, write_synthetic_model  # noq
 
 GIB = 1 << 30
 BUDGETS = {"4b": [None, 2.0, 1.5, 1.0], "21b": [None, 8.0]}
-SETUPS = ("ours", "ours_no_prefetch", "no_manager")
+SETUPS = ("ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager")
 N_CTX = 2048
 PROMPT_TOKENS = 128
 RESIDENT_EVERY = 4  # tokens between mincore samples (their time is left out of the speed)
@@ -81,7 +85,8 @@ def cell_config(setup: str, budget_gib: float | None, history_dir: Path | None =
         n_threads=2,
         memory_mode=MemoryMode.FILE_BACKED,
         expert_budget_bytes=int(budget_gib * GIB),
-        expert_prefetch=setup == "ours",
+        expert_prefetch=setup in ("ours", "ours_no_lookahead"),
+        expert_lookahead=0 if setup == "ours_no_lookahead" else None,
         expert_policy=CachePolicy.FIFO if setup == "no_manager" else CachePolicy.LFU,
         expert_history_dir=history_dir if setup != "no_manager" else None,
     )
@@ -98,14 +103,14 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
     prompt = engine.encode_conversation([{"role": "user", "content": text}])[-PROMPT_TOKENS:]
     seed = HISTORY_SEED if setup == "history" else SEED
     sampling = SamplingParams(temperature=0.6, top_k=20, top_p=0.95, max_tokens=tokens, seed=seed)
-    resident, sampling_s, decode_from = [], 0.0, 0
+    resident, sampling_s, decode_from, busy_from = [], 0.0, 0, 0.0
     first = last = None
     n = 0
     for _chunk in engine.stream_prompt(prompt, sampling):
         now = time.perf_counter()
         n += 1
         if first is None:
-            first = now
+            first, busy_from = now, machine_busy_seconds()
             if engine.experts is not None:  # count the decode only; the prompt warmed the cache
                 engine.experts.reset_stats()
                 decode_from = len(engine.experts.trace)
@@ -113,6 +118,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         if n % RESIDENT_EVERY == 0:
             resident.append(engine.memory_report().model_resident_bytes)
             sampling_s += time.perf_counter() - now
+    machine_cpu = machine_busy_seconds() - busy_from
     result = {
         "setup": setup,
         "budget_gib": budget_gib,
@@ -120,20 +126,22 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         "load_s": round(load_s, 2),
         "tokens": n,
         "decode_tps": (n - 1) / (last - first - sampling_s),
+        "machine_cpu_ms_per_token": machine_cpu / max(1, n - 1) * 1e3,
         "peak_resident_bytes": max(r for r in resident if r is not None) if resident[0] is not None else None,
     }
     if engine.experts is not None:
-        result.update(expert_figures(engine, decode_from))
+        result.update(expert_figures(engine, decode_from, replays=setup == "ours"))
         if result["manager_peak_resident_bytes"]:
             result["peak_resident_bytes"] = max(result["peak_resident_bytes"], result["manager_peak_resident_bytes"])
     engine.close()
     return result
 
 
-def expert_figures(engine: Engine, decode_from: int) -> dict:
+def expert_figures(engine: Engine, decode_from: int, *, replays: bool) -> dict:
     stats = engine.expert_stats()
     trace, n_keys, capacity = engine.experts.trace, engine.experts.cache.n_keys, stats.capacity_experts
     usage = np.sort(stats.usage.ravel())[::-1]
+    per = max(1, stats.evaluations)
     figures = {
         "capacity_experts": capacity,
         "n_experts": n_keys,
@@ -146,9 +154,18 @@ def expert_figures(engine: Engine, decode_from: int) -> dict:
         "late_ms_median": stats.late_ms_median,
         "manager_peak_resident_bytes": stats.peak_resident_bytes,
         "prediction_mismatches": stats.prediction_mismatches,
+        "lookahead": stats.lookahead,
+        "read_method": engine.experts.read_method.value,
+        "wait_ms_per_token": stats.wait_s / per * 1e3,
+        "read_busy_ms_per_token": stats.read_busy_s / per * 1e3,
+        "io_cpu_ms_per_token": stats.io_cpu_s / per * 1e3,
+        "exact_reads_per_token": stats.exact_reads / per,
+        "speculative_reads_per_token": stats.speculative_reads / per,
+        "misses_read_ahead_per_token": stats.misses_read_ahead / per,
+        "wasted_read_fraction": stats.wasted_read_fraction,
         "hot_quarter_share": float(usage[: len(usage) // 4].sum() / max(1, usage.sum())),
     }
-    if engine.experts.prefetch:  # the replays, once per budget
+    if replays:  # once per budget
         uses, seed = engine.experts.trace_uses, engine.experts.seed_uses
         replay = {
             f"replay_{policy.value}": replay_hit_rate(
@@ -223,13 +240,19 @@ def summary(cells: list[dict], disk: dict) -> dict:
     per_token_prefetch = 1 / ours["decode_tps"]
     per_token_faults = 1 / cell("ours_no_prefetch", low)["decode_tps"]
     compute = 1 / file_backed["decode_tps"]  # the same kernels with every weight resident
-    miss_read = ours["miss_bytes_per_token"] / (disk["disk_random_expert_gbps"] * 1e9)
+    # The disk's speed for expert-sized reads: the fastest way measured in this run.
+    disk_bps = disk["expert_read_gbps"] * 1e9
+    miss_read = ours["miss_bytes_per_token"] / disk_bps
     over: dict[str, float] = {}
     for c in cells:
         if c["budget_gib"] is not None:
             excess = max(0.0, c["peak_resident_bytes"] / (c["budget_gib"] * GIB) - 1)
             over[c["setup"]] = max(over.get(c["setup"], 0.0), excess)
+    bound = {b: max(compute, cell("ours", b)["miss_bytes_per_token"] / disk_bps) for b in budgets}
     result = {
+        **{f"fraction_of_bound_{b:g}gib": bound[b] * cell("ours", b)["decode_tps"] for b in budgets},
+        f"lookahead_speedup_{low:g}gib": ours["decode_tps"] / cell("ours_no_lookahead", low)["decode_tps"],
+        "wasted_read_fraction": ours["wasted_read_fraction"],
         f"speed_{low:g}gib_over_no_manager": ours["decode_tps"] / plain["decode_tps"],
         "hit_rate_over_static_oracle": ours["hit_rate"] / ours["static_oracle"],
         "first_session_hit_rate_over_static_oracle": ours["first_session_hit_rate"] / ours["static_oracle"],
@@ -239,6 +262,7 @@ def summary(cells: list[dict], disk: dict) -> dict:
         f"speed_{low:g}gib_over_unlimited": ours["decode_tps"] / unlimited["decode_tps"],
         **disk,
         "compute_ms_per_token": compute * 1e3,
+        "bound_ms_per_token": {f"{b:g}": bound[b] * 1e3 for b in budgets},
         "miss_read_ms_per_token": miss_read * 1e3,
         "max_over_budget_by_setup": over,
         "speed_over_unlimited": {
@@ -252,7 +276,10 @@ def summary(cells: list[dict], disk: dict) -> dict:
 
 
 def print_header() -> None:
-    print(f"{'budget':>9} {'set-up':<17} {'tok/s':>7} {'peak GiB':>9} {'hit rate':>9} {'miss MB/tok':>12}")
+    print(
+        f"{'budget':>9} {'set-up':<17} {'tok/s':>7} {'peak GiB':>9} {'hit rate':>9} {'miss MB/tok':>12} "
+        f"{'CPU ms/tok':>11} {'I/O CPU':>8} {'wasted':>7}"
+    )
 
 
 def print_table(cells: list[dict]) -> None:
@@ -261,7 +288,13 @@ def print_table(cells: list[dict]) -> None:
         peak = f"{c['peak_resident_bytes'] / GIB:.3f}" if c["peak_resident_bytes"] else "-"
         hit = f"{c['hit_rate']:.3f}" if "hit_rate" in c else "-"
         miss = f"{c['miss_bytes_per_token'] / 1e6:.1f}" if "miss_bytes_per_token" in c else "-"
-        print(f"{budget:>9} {c['setup']:<17} {c['decode_tps']:7.2f} {peak:>9} {hit:>9} {miss:>12}", flush=True)
+        io_cpu = f"{c['io_cpu_ms_per_token']:.1f}" if "io_cpu_ms_per_token" in c else "-"
+        wasted = f"{c['wasted_read_fraction']:.3f}" if "wasted_read_fraction" in c else "-"
+        print(
+            f"{budget:>9} {c['setup']:<17} {c['decode_tps']:7.2f} {peak:>9} {hit:>9} {miss:>12} "
+            f"{c['machine_cpu_ms_per_token']:>11.1f} {io_cpu:>8} {wasted:>7}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         if model is None:
             model = write_synthetic_model(get_shape(args.shape), Path(folder) / f"{args.shape}.gguf", skew=RouterSkew())
         disk = disk_read_speed(model, expert_map(inspect_model(model)).expert_bytes)
+        methods = read_methods.measure(model, 300)
+        disk["read_methods"] = methods
+        disk["expert_read_gbps"] = max(
+            [disk["disk_random_expert_gbps"]] + [methods[f"{m}_gbps"] for m in read_methods.METHODS]
+        )
         print(f"disk: {disk['disk_gbps']:.2f} GB/s sequential, {disk['disk_random_expert_gbps']:.2f} GB/s expert-sized")
+        for m in read_methods.METHODS:
+            print(f"  {m}: {methods[f'{m}_gbps']:.2f} GB/s, {methods[f'{m}_cpu_s_per_gb']:.2f} s machine CPU per GB")
         budgets = [None, *map(float, args.budgets.split(","))] if args.budgets else BUDGETS[args.shape]
         history = Path(folder) / "history"
         earlier = run_child(model, "history", max(b for b in budgets if b is not None), args.tokens, history)

@@ -10,9 +10,11 @@ bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's 
 - PREAD: worker threads copy each matrix into a scratch buffer; the pages land in the
   page cache and llama.cpp's later touches are minor faults.
 - WILLNEED: one thread asks the kernel for each matrix with posix_fadvise(WILLNEED), which
-  returns at once and reads asynchronously in large requests; a second thread confirms each
-  read in order with a pread of the same range, which waits for the pages in flight
-  instead of reading them again.
+  puts every page of the range into the page cache, locked, and reads them asynchronously in
+  large requests. A read counts as done once it is issued: llama.cpp touching a page still
+  in flight waits for that I/O (it does not read the page again), so nobody has to watch
+  for completion, and that watching (mincore every fraction of a millisecond) cost CPU
+  that llama.cpp needs. `arrived` tells afterwards whether the pages were there in time.
 Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
 Eviction: MADV_PAGEOUT drops the pages from llama.cpp's mapping (about 0.5 ms per 4B
@@ -34,7 +36,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from engine.experts.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise
+from engine.experts.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise, residency
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class IOCounters:
     exact_keys: int = 0  # experts asked for exactly
     speculative_keys: int = 0  # and speculatively
     bytes_read: int = 0  # by reads that were not dropped
-    busy_s: float = 0.0  # wall time with at least one read outstanding
+    busy_s: float = 0.0  # wall time with at least one read outstanding (WILLNEED: being issued)
     cpu_s: float = 0.0  # CPU time of the I/O threads (the kernel's asynchronous work not included)
 
 
@@ -60,7 +62,8 @@ class ExpertIO:
 
     `file_ranges[key]` is [3, 2] of (file offset, bytes); `evict_spans[key]` [3, 2] of
     page-aligned [start, end) addresses in llama.cpp's mapping and `evict_file_spans` the
-    same pages as file offsets. `wanted` is the cache's residency: a key evicted before its
+    same pages as file offsets; `touch_spans[key]` the pages each matrix touches (its
+    boundary pages included). `wanted` is the cache's residency: a key evicted before its
     read starts is not read.
     """
 
@@ -70,6 +73,7 @@ class ExpertIO:
         file_ranges: np.ndarray,
         evict_spans: np.ndarray,
         evict_file_spans: np.ndarray,
+        touch_spans: np.ndarray,
         wanted: np.ndarray,
         *,
         method: ReadMethod = ReadMethod.PREAD,
@@ -85,14 +89,14 @@ class ExpertIO:
         self._file_ranges = file_ranges
         self._evict_spans = evict_spans
         self._evict_file_spans = evict_file_spans
+        self._touch_spans = touch_spans
         self._wanted = wanted
         self._buffer_bytes = int(file_ranges[:, :, 1].max()) + PAGE
         self._pageout = MADV_PAGEOUT
         self._urgent: collections.deque = collections.deque()  # evictions and calls
-        # (key, matrix, stamp, generation): exact reads, speculative reads, issued ones to confirm
+        # (key, matrix, stamp, generation): exact reads, speculative reads
         self._exact: collections.deque = collections.deque()
         self._speculative: collections.deque = collections.deque()
-        self._issued: collections.deque = collections.deque()
         self._lock = threading.Condition()
         self._read_finished = threading.Condition(self._lock)
         self._stopping = False
@@ -105,12 +109,10 @@ class ExpertIO:
         self._outstanding = 0
         self._busy_since = 0.0
         self.failures = 0
-        if self.method is ReadMethod.WILLNEED:
-            targets = [(self._issue_loop, "issue"), (self._confirm_loop, "confirm")]
-        else:
-            targets = [(self._issue_loop, str(i)) for i in range(n_threads)]
+        # WILLNEED calls return at once: one thread issues them all in order.
+        n_threads = 1 if self.method is ReadMethod.WILLNEED else n_threads
         self._threads = [
-            threading.Thread(target=target, name=f"expert-io-{name}", daemon=True) for target, name in targets
+            threading.Thread(target=self._issue_loop, name=f"expert-io-{i}", daemon=True) for i in range(n_threads)
         ]
         for thread in self._threads:
             thread.start()
@@ -199,37 +201,22 @@ class ExpertIO:
                 self._failed("expert I/O failed", read)
             self._add_cpu(time.thread_time() - cpu)
 
-    def _confirm_loop(self) -> None:
-        """WILLNEED: wait for each issued read in order (a pread of pages in flight waits for them)."""
-        buffer = memoryview(bytearray(self._buffer_bytes))
-        while True:
-            with self._lock:
-                while not (self._issued or self._stopping):
-                    self._lock.wait()
-                if self._stopping:
-                    return
-                read = self._issued.popleft()
-            cpu = time.thread_time()
-            try:
-                self._read(*read, buffer)
-            except Exception:
-                self._failed("confirming an expert read failed", read)
-            self._add_cpu(time.thread_time() - cpu)
-
     def _useful(self, key: int, stamp: int, generation: int) -> bool:
         # Dropped when that layer has run (llama.cpp faulted the pages in itself), the key was
         # evicted meanwhile, or a newer request for it was made.
         return stamp >= self.current_stamp and self._wanted[key] and generation == self._generation[key]
 
     def _advise(self, key: int, matrix: int, stamp: int, generation: int) -> None:
+        n = 0
         if self._useful(key, stamp, generation):
             offset, nbytes = self._file_ranges[key, matrix]
             os.posix_fadvise(self._fd, int(offset), int(nbytes), os.POSIX_FADV_WILLNEED)
-            with self._lock:
-                self._issued.append((key, matrix, stamp, generation))
-                self._lock.notify_all()
-        else:
-            self._finished(key, generation, 0)
+            n = int(nbytes)
+        self._finished(key, generation, n)
+
+    def arrived(self, keys: np.ndarray) -> bool:
+        """Whether every page of `keys` is in RAM now (mincore), e.g. read in time for its layer."""
+        return all(residency(*span).all() for key in keys for span in self._touch_spans[key])
 
     def _read(self, key: int, matrix: int, stamp: int, generation: int, buffer: memoryview) -> None:
         n = 0

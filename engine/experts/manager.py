@@ -25,7 +25,16 @@ from engine.experts.cache import CachePolicy, ExpertCache
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
 from engine.experts.io import ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
-from engine.experts.page_control import MADV_PAGEOUT, MADV_RANDOM, PAGE, FileMapping, madvise, pages_inside, residency
+from engine.experts.page_control import (
+    MADV_PAGEOUT,
+    MADV_RANDOM,
+    PAGE,
+    FileMapping,
+    madvise,
+    pages_inside,
+    pages_touched,
+    residency,
+)
 from engine.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -66,13 +75,13 @@ class ExpertStats:
     speculative_reads: int  # experts read ahead for a later layer
     misses_read_ahead: int  # of the misses, those a speculative read had already started
     wasted_bytes: int  # read ahead for a layer that then did not use them
-    wait_s: float  # llama.cpp kept waiting for reads
+    wait_s: float  # llama.cpp kept waiting in the hook for reads (WILLNEED: to be issued)
     read_busy_s: float  # wall time with reads outstanding
     io_cpu_s: float  # CPU time of the I/O threads
-    on_time: int  # layers whose missing experts were read before llama.cpp reached them
-    late: int  # layers where llama.cpp waited for the reads
-    lead_ms_median: float | None  # how long before use the on-time reads finished
-    late_ms_median: float | None  # how long the late ones kept llama.cpp waiting
+    on_time: int  # layers whose missing experts were in RAM when llama.cpp reached them
+    late: int  # layers whose missing experts were not (llama.cpp waited for them)
+    lead_ms_median: float | None  # how long before use the on-time reads finished (WILLNEED: were issued)
+    late_ms_median: float | None  # how long the late ones kept the hook waiting
     resident_bytes: int | None  # model bytes in RAM at the last sweep (mincore)
     peak_resident_bytes: int | None
     predictions_checked: int  # (layer, token) rows whose predicted experts were compared
@@ -204,18 +213,21 @@ class ExpertManager:
         n_keys = self.cache.n_keys
         file_ranges = np.zeros((n_keys, 3, 2), dtype=np.int64)
         evict_spans = np.zeros((n_keys, 3, 2), dtype=np.int64)
+        touch_spans = np.zeros((n_keys, 3, 2), dtype=np.int64)
         for layer in range(self.map.n_layer):
             for expert in range(self.map.n_expert):
                 key = layer * self.map.n_expert + expert
                 for m, (offset, nbytes) in enumerate(self.map.ranges(layer, expert)):
                     file_ranges[key, m] = offset, nbytes
                     evict_spans[key, m] = pages_inside(mapping.address(offset), nbytes)
+                    touch_spans[key, m] = pages_touched(mapping.address(offset), nbytes)
         evict_file_spans = evict_spans - (mapping.start - mapping.file_offset)
         self._io = ExpertIO(
             self.info.path,
             file_ranges,
             evict_spans,
             evict_file_spans,
+            touch_spans,
             self.cache.resident,
             method=self.read_method,
             n_threads=IO_THREADS,
@@ -330,15 +342,17 @@ class ExpertManager:
                 self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
         misses = self._misses.pop(layer, None)
         if self.prefetch and misses is not None and len(misses):
-            # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
+            arrived = self._io.arrived(misses)
+            # Wait for our reads (WILLNEED: for them to be issued; llama.cpp then waits for pages
+            # in flight) rather than let llama.cpp fault the rest in a page at a time.
             waited = self._io.wait_for(misses)
             self._counts["wait_s"] += waited
-            if waited > 1e-4:
-                self._late.append(waited)
-                self._counts["late"] += 1
-            else:
+            if arrived:
                 self._counts["on_time"] += 1
                 self._leads.append(now - float(self._io.read_done_at[misses].max()))
+            else:
+                self._late.append(waited)
+                self._counts["late"] += 1
 
     # --- budget -------------------------------------------------------------------------------------
     def _adjust_capacity(self) -> None:

@@ -71,6 +71,11 @@ def pages_inside(address: int, nbytes: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
+def pages_touched(address: int, nbytes: int) -> tuple[int, int]:
+    """[start, end) of every page that [address, address + nbytes) touches."""
+    return address // PAGE * PAGE, -(-(address + nbytes) // PAGE) * PAGE
+
+
 def madvise(start: int, end: int, advice: int) -> bool:
     """madvise over page-aligned [start, end); False (errno kept) when the kernel refuses."""
     if _libc is None or end <= start:
@@ -80,6 +85,7 @@ def madvise(start: int, end: int, advice: int) -> bool:
 
 def residency(start: int, end: int) -> np.ndarray:
     """One bool per page of page-aligned [start, end): in RAM now (mincore)."""
+    start, end = int(start), int(end)  # ctypes takes no numpy integers
     n_pages = (end - start + PAGE - 1) // PAGE
     if _libc is None or n_pages <= 0:
         return np.zeros(max(n_pages, 0), dtype=bool)

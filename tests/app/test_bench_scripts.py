@@ -44,12 +44,16 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
         "hit_rate_over_static_oracle",
         "first_session_hit_rate_over_static_oracle",
         "hit_rate_over_belady",
+        "fraction_of_bound_0.009gib",
+        "lookahead_speedup_0.009gib",
     ):
         assert figures[key] > 0
     ours = next(c for c in figures["cells"] if c["setup"] == "ours" and c["budget_gib"])
     assert ours["history_seeded"]  # an earlier session's expert usage started the cache
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
-    assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_prefetch", "no_manager"}
+    assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager"}
+    assert 0 <= figures["wasted_read_fraction"] < 1
+    assert figures["read_methods"]["willneed_gbps"] > 0 and figures["read_methods"]["pread_cpu_s_per_gb"] > 0
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])
     assert figures["machine"]["cpu"] and "REPACK = 1" in figures["machine"]["llama_build"]
 

@@ -99,3 +99,21 @@ def test_belady_bounds_every_online_policy_and_matches_a_hand_computed_trace():
     for policy in CachePolicy:
         assert replay_hit_rate(trace, 40, 12, policy) <= best + 1e-12
     assert replay_hit_rate(trace, 40, 12, CachePolicy.LFU) > replay_hit_rate(trace, 40, 12, CachePolicy.FIFO)
+
+
+def test_admitting_a_read_ahead_never_evicts_pinned_keys_and_skips_what_does_not_fit():
+    cache = ExpertCache(n_keys=20, capacity=4)
+    cache.access(np.array([0, 1, 2, 3]))
+    admitted = cache.admit(np.array([10, 11]), pinned=np.array([0, 1]))
+    assert set(admitted.misses) == {10, 11} and set(admitted.evicted) == {2, 3}
+    assert cache.resident[[0, 1, 10, 11]].all() and cache.size == 4
+    # Everything resident is pinned now: nothing can be brought in for a guess.
+    admitted = cache.admit(np.array([12]), pinned=np.array([0, 1, 10, 11]))
+    assert len(admitted.misses) == 0 and len(admitted.evicted) == 0 and not cache.resident[12]
+
+
+def test_the_running_layer_comes_before_pinned_read_aheads_when_space_runs_out():
+    cache = ExpertCache(n_keys=20, capacity=4)
+    cache.access(np.array([0, 1, 2, 3]))
+    access = cache.access(np.array([5, 6]), pinned=np.array([0, 1, 2, 3]))
+    assert set(access.misses) == {5, 6} and len(access.evicted) == 2 and cache.size == 4

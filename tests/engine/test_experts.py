@@ -10,6 +10,7 @@ import pytest
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
 from engine.experts.history import load_history
+from engine.experts.io import ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
 from engine.experts.map import EXPERT_TENSORS, expert_map
 from engine.experts.router_hook import RouterHook
@@ -85,8 +86,12 @@ def _budget_config(path, fraction: float, **kwargs) -> tuple[EngineConfig, int]:
     return config, budget
 
 
-def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_moe_model_path):
-    config, budget = _budget_config(small_moe_model_path, 0.4)
+READ_SET_UPS = [(0, ReadMethod.PREAD), (2, ReadMethod.PREAD), (2, ReadMethod.WILLNEED), (3, ReadMethod.WILLNEED)]
+
+
+@pytest.mark.parametrize(("lookahead", "method"), READ_SET_UPS)
+def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_moe_model_path, lookahead, method):
+    config, budget = _budget_config(small_moe_model_path, 0.4, expert_lookahead=lookahead, expert_read_method=method)
     tolerance = 0.05  # the closing note of issue 9 states it; the benchmark measures it too
     with Engine(small_moe_model_path, config) as engine:
         assert engine.experts is not None
@@ -103,15 +108,41 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
     assert stats.prediction_mismatches == 0 and stats.predictions_checked > 0
     assert stats.bytes_read > 0 and stats.on_time + stats.late > 0
     assert stats.usage.sum() == stats.predictions_checked * 4  # four experts per token and layer
+    assert stats.lookahead == lookahead
+    assert (stats.speculative_reads > 0) == (lookahead > 0) and stats.exact_reads > 0
+    if lookahead:
+        assert 0 < stats.misses_read_ahead <= stats.misses
+        assert 0 <= stats.wasted_read_fraction < 1
 
 
-@pytest.mark.parametrize("prefetch", [True, False])
-def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch):
+def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_path, monkeypatch):
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_lookahead=3)
+    checked = []
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        original = manager._read_ahead
+
+        def checking(layer, in_use, layer_input):
+            original(layer, in_use, layer_input)
+            checked.append(bool(manager.cache.resident[in_use].all()))
+
+        monkeypatch.setattr(manager, "_read_ahead", checking)
+        engine.chat(QUESTION, GREEDY)
+        assert engine.expert_stats().speculative_reads > 0
+    assert checked and all(checked)
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "lookahead", "method"), [(False, 0, ReadMethod.PREAD)] + [(True, *s) for s in READ_SET_UPS]
+)
+def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch, lookahead, method):
     # The same kernels without the manager: mapped, not repacked (repacked weights round differently).
     with Engine(small_moe_model_path, EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED)) as engine:
         assert engine.experts is None
         reference = engine.chat(QUESTION, GREEDY).text
-    config, _ = _budget_config(small_moe_model_path, 0.3, expert_prefetch=prefetch)
+    config, _ = _budget_config(
+        small_moe_model_path, 0.3, expert_prefetch=prefetch, expert_lookahead=lookahead, expert_read_method=method
+    )
     with Engine(small_moe_model_path, config) as engine:
         assert engine.experts is not None and engine.experts.prefetch is prefetch
         managed = engine.chat(QUESTION, GREEDY).text
