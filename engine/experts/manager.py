@@ -42,13 +42,17 @@ log = logging.getLogger(__name__)
 # A sweep (mincore over the whole mapping: about 20 ms for the 4B) runs every 0.25 s while
 # it finds stray pages, and backs off to every 2 s while it finds none.
 SWEEP_SECONDS = (0.25, 2.0)
-# Reads in flight: at 1 GiB on the 4B shape, 1, 2 and 4 workers decoded 3.7, 4.1 and 4.4
-# tokens/s here (the disk serves concurrent reads faster than one at a time).
+# pread workers (WILLNEED needs one thread): at 1 GiB on the 4B shape, 1, 2 and 4 decoded
+# 3.7, 4.1 and 4.4 tokens/s (the disk serves concurrent reads faster than one at a time).
 IO_THREADS = 4
 # Later layers whose experts are guessed and read ahead during decode (their routers applied
-# to the current layer's input), and how they are read: see bench/memory_budget.py.
+# to the current layer's input), and how reads are made. Measured at 1 GiB on the skewed 4B
+# shape (an AMX Xeon, 2 cores, medians of interleaved runs): lookahead 0/1/2/3 decoded
+# 3.65/3.98/4.89/3.94 tokens/s with 0/16/24/30% of the bytes read wasted; at lookahead 2
+# WILLNEED took 385 ms of machine CPU per token against pread's 498 (bench/read_methods.py:
+# about 0.3 against 0.45-1.5 s per GB), which decides on 2 cores.
 LOOKAHEAD_LAYERS = 2
-READ_METHOD = ReadMethod.PREAD
+READ_METHOD = ReadMethod.WILLNEED
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 # Pages of the embedding table touched so far are counted when measured; before the first
 # sweep this much is assumed.
@@ -75,7 +79,7 @@ class ExpertStats:
     speculative_reads: int  # experts read ahead for a later layer
     misses_read_ahead: int  # of the misses, those a speculative read had already started
     wasted_bytes: int  # read ahead for a layer that then did not use them
-    wait_s: float  # llama.cpp kept waiting in the hook for reads (WILLNEED: to be issued)
+    wait_s: float  # llama.cpp kept waiting in the hook for reads
     read_busy_s: float  # wall time with reads outstanding
     io_cpu_s: float  # CPU time of the I/O threads
     on_time: int  # layers whose missing experts were in RAM when llama.cpp reached them
@@ -343,8 +347,7 @@ class ExpertManager:
         misses = self._misses.pop(layer, None)
         if self.prefetch and misses is not None and len(misses):
             arrived = self._io.arrived(misses)
-            # Wait for our reads (WILLNEED: for them to be issued; llama.cpp then waits for pages
-            # in flight) rather than let llama.cpp fault the rest in a page at a time.
+            # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
             waited = self._io.wait_for(misses)
             self._counts["wait_s"] += waited
             if arrived:
