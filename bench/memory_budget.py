@@ -53,6 +53,7 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
 import numpy as np  # noqa: E402
 
 from bench import read_methods  # noqa: E402
+from bench.engine import peak_rss_bytes  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
 from bench.read_methods import machine_busy_seconds  # noqa: E402
 from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
@@ -97,6 +98,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
     started = time.perf_counter()
     engine = Engine(model, cell_config("ours" if setup == "history" else setup, budget_gib, history_dir))
     load_s = time.perf_counter() - started
+    load_peak = peak_rss_bytes()  # llama.cpp maps and reads the whole file before the manager evicts
     if engine.experts is not None:
         engine.experts.trace = []
     text = (HISTORY_FILLER if setup == "history" else FILLER) * (PROMPT_TOKENS // 8)
@@ -124,6 +126,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         "budget_gib": budget_gib,
         "memory_mode": engine.memory_mode.value,
         "load_s": round(load_s, 2),
+        "load_peak_rss_bytes": load_peak,
         "tokens": n,
         "decode_tps": (n - 1) / (last - first - sampling_s),
         "machine_cpu_ms_per_token": machine_cpu / max(1, n - 1) * 1e3,
