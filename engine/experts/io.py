@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 N_MATRICES = 3  # gate, up, down
 _POLL_S = 0.00005  # between mincore checks while a layer waits for its WILLNEED reads
+_WILLNEED_PATIENCE_S = 0.5  # then the waiting thread reads what has not arrived itself
 
 
 class ReadMethod(StrEnum):
@@ -146,12 +147,21 @@ class ExpertIO:
         with self._read_finished:
             self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
         if self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
-            waiting = [span for key in keys for span in self._touch_spans[key] if self._wanted[key]]
-            while waiting and time.perf_counter() - started < timeout:
-                waiting = [span for span in waiting if not residency(*span).all()]
+            waiting = [(int(k), m) for k in keys for m in range(N_MATRICES) if self._wanted[k]]
+            while waiting:
+                waiting = [(k, m) for k, m in waiting if not residency(*self._touch_spans[k, m]).all()]
+                if waiting and time.perf_counter() - started > _WILLNEED_PATIENCE_S:
+                    self._read_now(waiting)  # the kernel dropped or has not served these: read them
+                    break
                 if waiting:
                     time.sleep(_POLL_S)
         return time.perf_counter() - started
+
+    def _read_now(self, matrices: list[tuple[int, int]]) -> None:
+        buffer = memoryview(bytearray(self._buffer_bytes))
+        for key, matrix in matrices:
+            offset, nbytes = self._file_ranges[key, matrix]
+            os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
 
     def pending(self, keys: np.ndarray) -> np.ndarray:
         """Those of `keys` whose reads have not finished."""

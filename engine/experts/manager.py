@@ -1,13 +1,14 @@
 """Keep a model's resident bytes within a budget, reading experts just before they are used.
 
 llama.cpp maps the file (no repacking, so every weight is an evictable file page). The
-router hook tells us each layer's experts before the layer's attention runs; the cache
-decides which experts stay; the I/O thread evicts the losers and reads the misses while
-attention computes. Non-expert weights (attention, norms, routers, output, the embedding
-rows in use) are never evicted; the budget left after them, in whole experts, is the
-cache's capacity. A periodic sweep checks with mincore what is really resident,
-evicts stray expert pages (a fault's read-around, a read that lost a race) and re-derives
-the capacity from the measured non-expert bytes.
+router hook tells us each layer's experts before the layer's attention runs, and guesses
+the next layers' from the same hidden state; the cache decides which experts stay; the I/O
+thread evicts the losers and reads the misses, then the guesses, while attention computes.
+Non-expert weights (attention, norms, routers, output, the embedding rows in use) are never
+evicted; the budget left after them, in whole experts, is the cache's capacity. A periodic
+sweep checks with mincore what is really resident, evicts stray expert pages (a fault's
+read-around, a read that lost a race) and re-derives the capacity from the measured
+non-expert bytes.
 """
 
 from __future__ import annotations
