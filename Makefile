@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean screenshot package
+.PHONY: run test lint clean screenshot screenshot-safe-mode package
 
 $(INSTALLED): pyproject.toml installers/install_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ screenshot: $(INSTALLED)
 	command -v xvfb-run >/dev/null && dpkg -s $(QT_X11_PACKAGES) >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq $(QT_X11_PACKAGES))
 	env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" $(PY) docs/screenshot.py docs/main-window.png
+
+# What a user sees where llama.cpp's fast kernels crash (light and dark), for review.
+screenshot-safe-mode: $(INSTALLED)
+	command -v xvfb-run >/dev/null && dpkg -s $(QT_X11_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq $(QT_X11_PACKAGES))
+	for theme in light dark; do \
+		env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" \
+			$(PY) docs/screenshot.py build/screenshots/safe-mode-$$theme.png --theme $$theme --safe-mode; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -3,6 +3,12 @@
 The conversation is seeded example text (the synthetic test model writes gibberish);
 the last answer is streamed live by the tiny synthetic model, so the status bar shows
 real figures.
+
+    python docs/screenshot.py OUT.png [--theme system|light|dark] [--safe-mode]
+
+`--safe-mode` shows what a user sees where llama.cpp's fast kernels crash: a real crashing
+probe child is recorded first (as on an AMX CPU with a native build), and the Settings
+dialog is saved too, as OUT-settings.png.
 """
 
 from __future__ import annotations
@@ -31,7 +37,18 @@ print("Tea is ready")
 *Tip:* milk goes in after the tea, so you can judge the colour."""
 
 
-def main(out: Path) -> int:
+SEGFAULT = [sys.executable, "-c", "import ctypes; ctypes.string_at(0)"]
+
+
+def record_fast_kernels_crashing() -> None:
+    from app.paths import data_dir
+    from engine.config import Kernels
+    from engine.kernel_check import kernel_verdict, probe_command
+
+    kernel_verdict(data_dir(), command=lambda k: SEGFAULT if k is Kernels.FAST else probe_command(k))
+
+
+def main(out: Path, theme: str = "system", safe_mode: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
         os.environ["SMALLTHINKER_DATA_DIR"] = str(Path(tmp) / "data")
         os.environ["SMALLTHINKER_CONFIG_DIR"] = str(Path(tmp) / "config")
@@ -41,10 +58,16 @@ def main(out: Path) -> int:
         from app.conversations import ConversationStore
         from app.settings import Settings
         from engine.synthetic import get_shape, write_synthetic_model
+        from ui.appearance import apply_appearance
         from ui.engine_worker import EngineThread
         from ui.main_window import MainWindow
+        from ui.settings_dialog import SettingsDialog
 
         app = QApplication(sys.argv[:1])
+        settings = Settings(max_tokens=60, temperature=0.0, theme=theme)
+        apply_appearance(settings)
+        if safe_mode:
+            record_fast_kernels_crashing()
         model = write_synthetic_model(get_shape("tiny"), Path(tmp) / "SmallThinker-tiny-synthetic.gguf")
         store = ConversationStore()
         for title in ("Planning a trip to the Alps", "Summary: quarterly report.pdf"):
@@ -53,7 +76,7 @@ def main(out: Path) -> int:
         chat = store.create("How to brew tea")
         store.add_message(chat.id, "user", "How do I make a good cup of tea?")
         store.add_message(chat.id, "assistant", EXAMPLE_ANSWER)
-        window = MainWindow(store, Settings(max_tokens=60, temperature=0.0), EngineThread())
+        window = MainWindow(store, settings, EngineThread())
         window.resize(1180, 760)
         window.show()
 
@@ -73,10 +96,26 @@ def main(out: Path) -> int:
         app.exec()
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(out))
+        if safe_mode:
+            dialog = SettingsDialog(
+                window.settings, window.catalog, total_ram_bytes=16 << 30, token=None,
+                kernel_note=window.model.kernel_note, parent=window,
+            )  # fmt: skip
+            dialog.show()
+            app.processEvents()
+            ok = dialog.grab().save(str(out.with_name(out.stem + "-settings.png"))) and ok
+            dialog.close()
         window.close()
         print(f"saved {out}" if ok else f"could not save {out}")
         return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/main-window.png")))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs/main-window.png"))
+    parser.add_argument("--theme", choices=["system", "light", "dark"], default="system")
+    parser.add_argument("--safe-mode", action="store_true")
+    args = parser.parse_args()
+    sys.exit(main(args.out, args.theme, args.safe_mode))
