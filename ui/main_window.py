@@ -218,8 +218,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         safe = " · safe mode (slower)" if model.kernel_note else ""
         self.model_label.setText(f"{model.name} · {model.memory_mode}{safe} · loaded in {model.load_seconds:.1f} s")
         self.model_label.setToolTip(model.kernel_note)
-        if model.kernel_note:
-            self.statusBar().showMessage(f"Safe mode: {model.kernel_note}.", 15000)
+        if model.kernel_note:  # short: the status bar's right side holds the live figures
+            self.statusBar().showMessage("Safe mode: see Settings.", 15000)
         self.context_label.setText(f"context 0 / {model.context_length:,}")
         self.pages.setCurrentIndex(1)
         if model.path != self.settings.model_path:

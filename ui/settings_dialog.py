@@ -92,10 +92,13 @@ class SettingsDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.token = QLineEdit(token or "", echoMode=QLineEdit.EchoMode.Password, placeholderText="hf_…")
         self.token.setAccessibleName("Hugging Face token")
-        # Said where people look for speed: the app chose slower kernels because the fast ones crashed.
-        self.kernel_label = QLabel(f"Safe mode (slower): {kernel_note}." if kernel_note else "")
-        self.kernel_label.setWordWrap(True)
+        # Said where people look for speed: the app chose slower kernels because the fast ones
+        # crashed. One line (a wrapped label is cut off in this form); the reason as a tooltip.
+        safe_mode = "Safe mode (slower): the fast kernels crashed on this processor."
+        self.kernel_label = QLabel(safe_mode if kernel_note else "")
+        self.kernel_label.setToolTip(kernel_note)
         self.kernel_label.setAccessibleName("processor note")
+        self.kernel_label.setAccessibleDescription(kernel_note)
         self._build_layout(browse)
 
     def _combo(self, choices: tuple[str, ...], current: str, name: str) -> QComboBox:
