@@ -109,6 +109,7 @@ class ExpertIO:
         self._matrices_left = np.zeros(n_keys, dtype=np.int64)
         self._generation = np.zeros(n_keys, dtype=np.int64)  # a newer request supersedes older jobs
         self.read_done_at = np.zeros(n_keys)  # when each key's last read completed
+        self._key_bytes = np.zeros(n_keys, dtype=np.int64)  # bytes its latest request read (0: dropped)
         self.counters = IOCounters()
         self._outstanding = 0
         self._busy_since = 0.0
@@ -133,6 +134,7 @@ class ExpertIO:
             else:
                 self.counters.exact_keys += len(keys)
             self._generation[keys] += 1
+            self._key_bytes[keys] = 0
             new = self._matrices_left[keys] == 0
             self._outstanding += int(np.count_nonzero(new))
             if self._outstanding and self._outstanding == np.count_nonzero(new):
@@ -148,21 +150,30 @@ class ExpertIO:
         with self._read_finished:
             self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
         if self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
-            waiting = [(int(k), m) for k in keys for m in range(N_MATRICES) if self._wanted[k]]
+            waiting = self._missing([(int(k), m) for k in keys if self._wanted[k] for m in range(N_MATRICES)])
             while waiting:
-                waiting = [(k, m) for k, m in waiting if not residency(*self._touch_spans[k, m]).all()]
-                if waiting and time.perf_counter() - started > _WILLNEED_PATIENCE_S:
-                    self._read_now(waiting)  # the kernel dropped or has not served these: read them
+                if time.perf_counter() - started > _WILLNEED_PATIENCE_S:
+                    # The kernel dropped or has not served these: read them here.
+                    buffer = memoryview(bytearray(self._buffer_bytes))
+                    for key, matrix in waiting:
+                        self._pread(key, matrix, buffer)
                     break
-                if waiting:
-                    time.sleep(_POLL_S)
+                time.sleep(_POLL_S)
+                waiting = self._missing(waiting)
         return time.perf_counter() - started
 
-    def _read_now(self, matrices: list[tuple[int, int]]) -> None:
-        buffer = memoryview(bytearray(self._buffer_bytes))
-        for key, matrix in matrices:
-            offset, nbytes = self._file_ranges[key, matrix]
-            os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
+    def arrived(self, keys: np.ndarray) -> bool:
+        """Whether every page of `keys` is in RAM now (mincore), e.g. read in time for its layer."""
+        return not self._missing([(int(k), m) for k in keys for m in range(N_MATRICES)])
+
+    def _missing(self, matrices: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Those (key, matrix) with a page not in RAM (mincore over every page they touch)."""
+        return [(k, m) for k, m in matrices if not residency(*self._touch_spans[k, m]).all()]
+
+    def bytes_read_for(self, keys: np.ndarray) -> int:
+        """What the latest requests for `keys` read (a dropped or unfinished read counts 0)."""
+        with self._lock:
+            return int(self._key_bytes[keys].sum())
 
     def pending(self, keys: np.ndarray) -> np.ndarray:
         """Those of `keys` whose reads have not finished."""
@@ -212,12 +223,14 @@ class ExpertIO:
                 if job is not None:
                     fn, arg = job
                     fn(arg) if arg is not None else fn()
-                elif self.method is ReadMethod.WILLNEED:
-                    self._advise(*read)
                 else:
                     self._read(*read, buffer)
             except Exception:  # a failed read only costs speed: the compute faults the pages in
-                self._failed("expert I/O failed", read)
+                self.failures += 1
+                if self.failures == 1:
+                    log.exception("expert I/O failed")
+                if read is not None:
+                    self._finished(read[0], read[3], 0)
             self._add_cpu(time.thread_time() - cpu)
 
     def _useful(self, key: int, stamp: int, generation: int) -> bool:
@@ -225,37 +238,27 @@ class ExpertIO:
         # evicted meanwhile, or a newer request for it was made.
         return stamp >= self.current_stamp and self._wanted[key] and generation == self._generation[key]
 
-    def _advise(self, key: int, matrix: int, stamp: int, generation: int) -> None:
-        n = 0
-        if self._useful(key, stamp, generation):
-            offset, nbytes = self._file_ranges[key, matrix]
-            os.posix_fadvise(self._fd, int(offset), int(nbytes), os.POSIX_FADV_WILLNEED)
-            n = int(nbytes)
-        self._finished(key, generation, n)
-
-    def arrived(self, keys: np.ndarray) -> bool:
-        """Whether every page of `keys` is in RAM now (mincore), e.g. read in time for its layer."""
-        return all(residency(*span).all() for key in keys for span in self._touch_spans[key])
-
     def _read(self, key: int, matrix: int, stamp: int, generation: int, buffer: memoryview) -> None:
         n = 0
         if self._useful(key, stamp, generation):
-            offset, nbytes = self._file_ranges[key, matrix]
-            n = os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
+            if self.method is ReadMethod.WILLNEED:
+                offset, nbytes = self._file_ranges[key, matrix]
+                os.posix_fadvise(self._fd, int(offset), int(nbytes), os.POSIX_FADV_WILLNEED)
+                n = int(nbytes)
+            else:
+                n = self._pread(key, matrix, buffer)
         self._finished(key, generation, n)
 
-    def _failed(self, what: str, read) -> None:
-        self.failures += 1
-        if self.failures == 1:
-            log.exception(what)
-        if read is not None:
-            self._finished(read[0], read[3], 0)
+    def _pread(self, key: int, matrix: int, buffer: memoryview) -> int:
+        offset, nbytes = self._file_ranges[key, matrix]
+        return os.preadv(self._fd, [buffer[: int(nbytes)]], int(offset))
 
     def _finished(self, key: int, generation: int, nbytes: int) -> None:
         with self._lock:
             if generation != self._generation[key]:
                 return  # a newer request for this key counts the matrices now
             self.counters.bytes_read += nbytes
+            self._key_bytes[key] += nbytes
             self._matrices_left[key] -= 1
             if self._matrices_left[key] <= 0:
                 self._matrices_left[key] = 0

@@ -79,7 +79,7 @@ class ExpertStats:
     exact_reads: int  # experts read because the layer about to run needs them
     speculative_reads: int  # experts read ahead for a later layer
     misses_read_ahead: int  # of the misses, those a speculative read had already started
-    wasted_bytes: int  # read ahead for a layer that then did not use them
+    wasted_bytes: int  # read ahead for a layer that then did not use them (bytes really read)
     wait_s: float  # llama.cpp kept waiting in the hook for reads
     read_busy_s: float  # wall time with reads outstanding
     io_cpu_s: float  # CPU time of the I/O threads
@@ -190,7 +190,7 @@ class ExpertManager:
             "on_time": 0,
             "late": 0,
             "read_ahead": 0,
-            "wasted": 0,
+            "wasted_bytes": 0,
             "wait_s": 0.0,
         }
         self._io: ExpertIO | None = None
@@ -306,9 +306,9 @@ class ExpertManager:
     def _end_read_ahead(self, layer: int, used: np.ndarray) -> None:
         """`layer` runs now: its experts read ahead are no longer pinned; unused ones were wasted."""
         span = slice(layer * self.map.n_expert, (layer + 1) * self.map.n_expert)
-        read = self._ahead_read[span].copy()
-        read[used - span.start] = False
-        self._counts["wasted"] += int(np.count_nonzero(read & self.cache.resident[span]))
+        unused = self._ahead_read[span].copy()
+        unused[used - span.start] = False
+        self._counts["wasted_bytes"] += self._io.bytes_read_for(np.flatnonzero(unused) + span.start)
         self._ahead[span] = False
         self._ahead_read[span] = False
 
@@ -399,7 +399,7 @@ class ExpertManager:
             exact_reads=io.counters.exact_keys if io else 0,
             speculative_reads=io.counters.speculative_keys if io else 0,
             misses_read_ahead=c["read_ahead"],
-            wasted_bytes=c["wasted"] * self.map.expert_bytes,
+            wasted_bytes=c["wasted_bytes"],
             wait_s=c["wait_s"],
             read_busy_s=io.counters.busy_s if io else 0.0,
             io_cpu_s=io.counters.cpu_s if io else 0.0,

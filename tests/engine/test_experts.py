@@ -113,6 +113,7 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
     if lookahead:
         assert 0 < stats.misses_read_ahead <= stats.misses
         assert 0 <= stats.wasted_read_fraction < 1
+        assert stats.wasted_bytes <= stats.bytes_read  # counted as read, not as guessed
 
 
 def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_path, monkeypatch):
