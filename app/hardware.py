@@ -30,24 +30,29 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def cpu_features() -> frozenset[str]:
-    """AVX2 / AVX-512 / NEON, from the OS; empty where it cannot tell."""
-    machine = platform.machine().lower()
-    if machine in ("arm64", "aarch64"):
-        return frozenset({"neon"})  # NEON (ASIMD) is mandatory on 64-bit ARM
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the OS names them (lower case); empty where it cannot tell."""
     flags = ""
     try:
         if sys.platform.startswith("linux"):
             with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-                flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+                line = next((line for line in cpuinfo if line.startswith("flags")), "")
+                flags = line.partition(":")[2]
         elif sys.platform == "darwin":
             flags = subprocess.run(
                 ["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
                 capture_output=True, text=True, timeout=5, check=False,
-            ).stdout.lower()  # fmt: skip
+            ).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return frozenset()
-    words = set(flags.lower().split())
+    return frozenset(flags.lower().split())
+
+
+def cpu_features() -> frozenset[str]:
+    """AVX2 / AVX-512 / NEON, from the OS; empty where it cannot tell."""
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return frozenset({"neon"})  # NEON (ASIMD) is mandatory on 64-bit ARM
+    words = cpu_flags()
     found = set()
     if "avx2" in words:
         found.add("avx2")

@@ -10,31 +10,28 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from app.hardware import cpu_flags
 from engine.kernel_check import llama_system_info
 
 # The flags llama.cpp's x86 kernels care about.
 _FLAGS = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512vbmi", "avx512_vnni", "avx512_bf16", "amx_int8")
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    name, flags = platform.processor() or platform.machine(), set()
+def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name" and value.strip():
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
+                return value.strip()
     except OSError:
         pass
-    return name, flags
+    return platform.processor() or platform.machine()
 
 
 def machine_figures() -> dict:
-    name, flags = _cpuinfo()
+    flags = cpu_flags()
     return {
-        "cpu": name,
+        "cpu": _cpu_name(),
         "cpu_flags": [f for f in _FLAGS if f in flags],
         "cpu_has_amx": "amx_int8" in flags,
         "llama_build": " ".join(llama_system_info().split()),

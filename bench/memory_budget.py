@@ -55,7 +55,6 @@ import numpy as np  # noqa: E402
 from bench import read_methods  # noqa: E402
 from bench.engine import peak_rss_bytes  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
-from bench.read_methods import machine_busy_seconds  # noqa: E402
 from engine.config import EngineConfig, MemoryMode, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.experts.cache import CachePolicy  # noqa: E402
@@ -112,7 +111,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         now = time.perf_counter()
         n += 1
         if first is None:
-            first, busy_from = now, machine_busy_seconds()
+            first, busy_from = now, read_methods.machine_busy_seconds()
             if engine.experts is not None:  # count the decode only; the prompt warmed the cache
                 engine.experts.reset_stats()
                 decode_from = len(engine.experts.trace)
@@ -120,7 +119,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         if n % RESIDENT_EVERY == 0:
             resident.append(engine.memory_report().model_resident_bytes)
             sampling_s += time.perf_counter() - now
-    machine_cpu = machine_busy_seconds() - busy_from
+    machine_cpu = read_methods.machine_busy_seconds() - busy_from
     result = {
         "setup": setup,
         "budget_gib": budget_gib,

@@ -28,7 +28,7 @@ class Kernels(StrEnum):
     """Which of llama.cpp's CPU kernels run the weights (see engine/kernel_check.py)."""
 
     AUTO = "auto"  # try the fast ones in a child process once per build and CPU, else safe
-    FAST = "fast"  # weights repacked into llama.cpp's extra buffer types (about 1.5x decode)
+    FAST = "fast"  # weights repacked into llama.cpp's extra buffer types (1.2-1.5x decode)
     SAFE = "safe"  # no extra buffer types: plain kernels on the weights as the file has them
 
 
