@@ -53,7 +53,9 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
     assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager"}
     assert 0 <= figures["wasted_read_fraction"] < 1
-    assert figures["read_methods"]["willneed_gbps"] > 0 and figures["read_methods"]["pread_cpu_s_per_gb"] > 0
+    assert figures["read_methods"]["willneed_gbps"] > 0
+    # /proc/stat counts CPU in 10 ms ticks: a tiny model's reads can honestly cost 0 of them
+    assert figures["read_methods"]["pread_cpu_s_per_gb"] >= 0
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])
     assert figures["machine"]["cpu"] and "REPACK = 1" in figures["machine"]["llama_build"]
 
