@@ -182,7 +182,13 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 # Benchmarks are scripts in the repository's bench/ folder, not part of the installed app.
-BENCHMARKS = {"engine": "engine.py", "memory": "memory_budget.py", "summarize": "summarize.py", "ui": "ui.py"}
+BENCHMARKS = {
+    "context": "context.py",
+    "engine": "engine.py",
+    "memory": "memory_budget.py",
+    "summarize": "summarize.py",
+    "ui": "ui.py",
+}
 
 
 def _run_bench(args: argparse.Namespace) -> int:

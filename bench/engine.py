@@ -81,9 +81,9 @@ def prompt_tokens_for(engine: Engine) -> list[int]:
     return tokens[: PROMPT_TOKENS - 5] + head[-5:]  # keep the "assistant" header at the end
 
 
-def token_events(engine: Engine, prompt: list[int]):
+def token_events(engine: Engine, prompt: list[int], sampling: SamplingParams = SAMPLING):
     """Our stream: one chunk per generated token, checked against the engine's own count."""
-    for pieces, chunk in enumerate(engine.stream_prompt(prompt, SAMPLING)):
+    for pieces, chunk in enumerate(engine.stream_prompt(prompt, sampling)):
         if chunk.is_final:
             if chunk.stats.tokens_out != pieces:
                 raise RuntimeError(f"{chunk.stats.tokens_out} tokens but {pieces} text pieces: timing would be off")
@@ -151,7 +151,7 @@ def child_reference(model: Path) -> dict:
         tokens = prompt[:32] if warm_up else prompt
         # create_completion may hold text back (stop strings, partial characters): count its tokens.
         return timed_stream(
-            reference.stream_tokens(tokens, SAMPLING), len(prompt), lambda: reference.llama.n_tokens - len(tokens)
+            reference.stream_tokens(tokens, SAMPLING), len(prompt), lambda: reference.tokens_generated(len(tokens))
         )
 
     figures = best_of(run_once)

@@ -37,6 +37,15 @@ class KvType(StrEnum):
     Q8_0 = "q8_0"
 
 
+class FlashAttention(StrEnum):
+    """llama.cpp's flash-attention kernels; one choice per context, since the V cache's
+    layout depends on it (llama-kv-cache.cpp: `v_trans = !flash_attn`)."""
+
+    AUTO = "auto"  # the measured choice: see EngineConfig.flash_attention_on
+    ON = "on"
+    OFF = "off"
+
+
 def default_threads() -> int:
     """Physical cores are what llama.cpp scales with; hyper-threads slow it down."""
     # psutil answers None where it cannot read the topology.
@@ -51,6 +60,10 @@ class EngineConfig:
     memory_mode: MemoryMode = MemoryMode.AUTO
     memory_budget_bytes: int | None = None  # None: what the machine has available
     kv_type: KvType = KvType.F16
+    flash_attention: FlashAttention = FlashAttention.AUTO
+    # Sliding-window layers keep the whole context too (llama.cpp's swa_full): only for
+    # measuring what the window-bounded cache saves; the app never sets it.
+    full_window_cache: bool = False
     # conversation caches kept besides the active one (see ConversationCacheStore)
     saved_conversations: int = 4
     saved_conversation_bytes: int = 1 << 30
@@ -83,10 +96,25 @@ class EngineConfig:
             raise ConfigError("the expert budget must be positive")
         if self.expert_lookahead is not None and self.expert_lookahead < 0:
             raise ConfigError("the expert lookahead must be 0 (off) or more layers")
+        if self.kv_type is not KvType.F16 and self.flash_attention is FlashAttention.OFF:
+            raise ConfigError("a q8_0 KV cache needs flash attention (llama.cpp cannot store V quantised without it)")
 
     @property
     def threads(self) -> int:
         return self.n_threads or default_threads()
+
+    @property
+    def flash_attention_on(self) -> bool:
+        """AUTO: on only where the KV cache's type requires it.
+
+        Measured on the 4B shape (bench/context.py, README "Speed as the conversation grows"):
+        with an f16 cache, flash attention decodes slower and slower as the context grows,
+        while it saves little prefill, and in a chat the conversation cache makes decode most
+        of what a user waits for. llama.cpp's own AUTO turns it on for the CPU.
+        """
+        if self.flash_attention is FlashAttention.AUTO:
+            return self.kv_type is not KvType.F16
+        return self.flash_attention is FlashAttention.ON
 
     @property
     def batch(self) -> int:

@@ -68,7 +68,13 @@ class Engine:
         self.config = config or EngineConfig()
         self.config.check()
         self.info = inspect_model(model_path)
-        self.kv: KvLayout = kv_layout(self.info, self.config.n_ctx, self.config.batch, self.config.kv_type)
+        self.kv: KvLayout = kv_layout(
+            self.info,
+            self.config.n_ctx,
+            self.config.batch,
+            self.config.kv_type,
+            full_window=self.config.full_window_cache,
+        )
         self.memory_mode = choose_memory_mode(self.info, self.config, self.kv.total_bytes)
         self.kernels, self.kernel_note = self._choose_kernels()
         self.experts = self._expert_manager()

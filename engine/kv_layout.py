@@ -42,10 +42,13 @@ class KvLayout:
         return self.global_bytes + self.window_bytes
 
 
-def kv_layout(info: ModelInfo, n_ctx: int, n_ubatch: int, kv_type: KvType) -> KvLayout:
+def kv_layout(info: ModelInfo, n_ctx: int, n_ubatch: int, kv_type: KvType, *, full_window: bool = False) -> KvLayout:
+    """`full_window`: llama.cpp's swa_full, the sliding-window layers sized like the global ones."""
     cells = _pad(n_ctx)
     n_global = info.n_global_layers
-    window_cells = _pad(min(cells, info.sliding_window + n_ubatch)) if info.sliding_window else 0
+    window_cells = 0
+    if info.sliding_window:
+        window_cells = cells if full_window else _pad(min(cells, info.sliding_window + n_ubatch))
     per_cell = round(2 * info.n_head_kv * info.head_dim * _ELEMENT_BYTES[kv_type])
     return KvLayout(
         global_layers=n_global,

@@ -99,13 +99,12 @@ class LlamaRuntime:
         params.n_seq_max = 1
         params.n_threads = params.n_threads_batch = config.threads
         params.type_k = params.type_v = _GGML_TYPES[config.kv_type]
-        # A quantised V cache needs flash attention; f16 lets llama.cpp decide.
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if config.kv_type != KvType.F16
-            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+            if config.flash_attention_on
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        params.swa_full = False  # sliding-window layers keep only their window
+        params.swa_full = config.full_window_cache  # off: sliding-window layers keep only their window
         params.no_perf = True
         if cb_eval is not None:
             params.cb_eval = cb_eval

@@ -34,5 +34,10 @@ class PlainLlama:
         ):
             yield chunk["choices"][0]["text"]
 
+    def tokens_generated(self, n_prompt: int) -> int:
+        """Tokens sampled by the last `stream_tokens`, which may hold text back (stop strings,
+        partial characters). The last one sampled is never evaluated, hence the +1."""
+        return self.llama.n_tokens - n_prompt + 1
+
     def close(self) -> None:
         self.llama.close()

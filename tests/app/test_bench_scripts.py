@@ -65,3 +65,23 @@ def test_summarize_benchmark_reports_pages_per_minute(tiny_model_path):
     assert figures["pages"] == 6 and figures["pages_per_minute"] > 0 and figures["sections"] >= 1
     assert figures["ideal_over_actual"] > 0
     assert figures["machine"]["cpu"]
+
+
+def test_context_benchmark_compares_lengths_and_the_window_cache(tiny_model_path, tiny_swa_model_path):
+    figures = _bench(
+        "context",
+        "--model",
+        str(tiny_model_path),
+        "--model-21b",
+        str(tiny_swa_model_path),
+        "--lengths",
+        "100,600",
+    )
+    assert set(figures["decode_ratio"]) == set(figures["prefill_ratio"]) == {"100", "600"}
+    assert figures["min_decode_ratio"] == min(figures["decode_ratio"].values()) > 0
+    assert figures["min_prefill_ratio"] == min(figures["prefill_ratio"].values()) > 0
+    ours = figures["results_4b"]["ours"]["600"]
+    assert ours["tokens_out"] == 48 and ours["flash_attention"] is False and len(ours["decode_samples"]) == 3
+    # the window-bounded cache against swa_full at 16K: 3 of 4 layers keep 4096 + 512 cells, not 16K
+    assert figures["kv_bytes_21b_window"] < figures["kv_bytes_21b_swa_full"]
+    assert figures["kv_saving_21b"] > 0.5 and figures["decode_ratio_21b_window_over_swa_full"] > 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from engine import llama_log
 from engine.chunks import FinishReason
-from engine.config import EngineConfig, MemoryMode, SamplingParams
+from engine.config import ConfigError, EngineConfig, FlashAttention, KvType, MemoryMode, SamplingParams
 from engine.engine import Engine
 
 MIB = 1 << 20
@@ -80,3 +82,46 @@ def test_auto_mode_picks_file_backed_when_the_budget_is_too_small(tiny_model_pat
         assert engine.memory_mode is MemoryMode.FILE_BACKED
     with Engine(tiny_model_path, EngineConfig(n_ctx=512, memory_budget_bytes=8 << 30)) as engine:
         assert engine.memory_mode is MemoryMode.IN_MEMORY
+
+
+# llama_context: n_ubatch              = 512
+_CONTEXT_PARAM = re.compile(r"llama_context: (n_batch|n_ubatch|flash_attn)\s*= (\S+)")
+
+
+def _context_params(lines) -> dict[str, str]:
+    return dict(_CONTEXT_PARAM.findall("\n".join(lines)))
+
+
+def test_the_context_is_created_with_the_measured_choice(tiny_model_path):
+    # bench/context.py on the 4B shape (README, "Speed as the conversation grows"): an f16
+    # cache without flash attention, batches of 512 tokens. llama.cpp's own default would
+    # be flash attention "auto", which turns it on for the CPU.
+    mark = llama_log.mark()
+    with Engine(tiny_model_path, EngineConfig(n_ctx=2048)):
+        pass
+    assert _context_params(llama_log.lines_since(mark)) == {
+        "n_batch": "512",
+        "n_ubatch": "512",
+        "flash_attn": "disabled",
+    }
+
+
+def test_a_q8_cache_turns_flash_attention_on_and_cannot_go_without_it(tiny_model_path):
+    mark = llama_log.mark()
+    with Engine(tiny_model_path, EngineConfig(n_ctx=2048, kv_type=KvType.Q8_0)):
+        pass
+    assert _context_params(llama_log.lines_since(mark))["flash_attn"] == "enabled"
+    with pytest.raises(ConfigError, match="needs flash attention"):
+        EngineConfig(kv_type=KvType.Q8_0, flash_attention=FlashAttention.OFF).check()
+
+
+def test_a_full_window_cache_gives_window_layers_the_whole_context(tiny_swa_model_path):
+    """What bench/context.py compares the window-bounded cache with (llama.cpp's swa_full)."""
+    n_ctx = 16384
+    mark = llama_log.mark()
+    with Engine(tiny_swa_model_path, EngineConfig(n_ctx=n_ctx, full_window_cache=True)) as engine:
+        kv = engine.kv
+    assert (kv.window_layers, kv.window_cells) == (3, n_ctx)
+    assert _allocated_by_llama_cpp(llama_log.lines_since(mark)) == sorted(
+        [(n_ctx, 3, round(kv.window_bytes / MIB, 2)), (n_ctx, 1, round(kv.global_bytes / MIB, 2))]
+    )
