@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.catalog import GIB, ModelCatalog
-from app.model_choice import budget_platform_note, budget_summary
+from app.model_choice import budget_platform_note, budget_summary, kv_cache_summary
 from app.settings import KV_TYPES, THEMES, Settings
 
 _BOUNDS = {f.name: f.metadata.get("bounds") for f in fields(Settings)}
@@ -84,6 +84,10 @@ class SettingsDialog(QDialog):
         self.budget.valueChanged.connect(self._show_budget)
         self._show_budget(self.budget.value())
         self.kv_type = self._combo(KV_TYPES, settings.kv_cache_type, "KV cache type")
+        self.kv_label = QLabel()  # what each type costs at the context length chosen above
+        self.kv_label.setWordWrap(True)
+        self.context_length.valueChanged.connect(self._show_kv_cost)
+        self._show_kv_cost(self.context_length.value())
         self.theme = self._combo(THEMES, settings.theme, "theme")
         self.font_size = _spin("font_size", settings.font_size, " pt")
         self.models_dir = QLineEdit(settings.models_dir, placeholderText="the default folder")
@@ -124,7 +128,12 @@ class SettingsDialog(QDialog):
         budget_widget = QWidget()
         budget_widget.setLayout(budget_box)
         form.addRow("Memory budget" + reload_note, budget_widget)
-        form.addRow("KV cache type" + reload_note, self.kv_type)
+        kv_box = QVBoxLayout()
+        kv_box.addWidget(self.kv_type)
+        kv_box.addWidget(self.kv_label)
+        kv_widget = QWidget()
+        kv_widget.setLayout(kv_box)
+        form.addRow("KV cache type" + reload_note, kv_widget)
         if self.kernel_label.text():
             form.addRow("Processor", self.kernel_label)
         form.addRow("Theme", self.theme)
@@ -147,6 +156,9 @@ class SettingsDialog(QDialog):
         note = budget_platform_note()
         summary = budget_summary(gib * GIB if gib else None, self.catalog)
         self.budget_label.setText(f"{summary} {note}" if note else summary)
+
+    def _show_kv_cost(self, n_ctx: int) -> None:
+        self.kv_label.setText(kv_cache_summary(n_ctx, self.catalog))
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir.text())
