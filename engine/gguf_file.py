@@ -24,6 +24,7 @@ _MAX_TENSORS = 1_000_000
 _MAX_KV = 100_000
 _MAX_DIMS = 4
 _KEEP_ARRAY_MAX = 64  # arrays longer than this (token lists, merges) are skipped
+_MAX_ARRAY_DEPTH = 4  # arrays of arrays nested deeper are refused (no recursion without end)
 
 # GGUF value types -> struct format of one element (strings and arrays handled apart)
 _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -87,12 +88,14 @@ class _TruncatedError(Exception):
     pass
 
 
-def _read_value(cur: _Cursor, vtype: int):
+def _read_value(cur: _Cursor, vtype: int, depth: int = 0):
     if vtype in _SCALAR_FORMATS:
         return cur.unpack(_SCALAR_FORMATS[vtype])
     if vtype == _STRING:
         return cur.string()
     if vtype == _ARRAY:
+        if depth >= _MAX_ARRAY_DEPTH:
+            raise ValueError(f"metadata arrays are nested more than {_MAX_ARRAY_DEPTH} deep")
         item_type, count = cur.unpack("<I"), cur.unpack("<Q")
         if count > _KEEP_ARRAY_MAX:
             if item_type == _STRING:
@@ -104,7 +107,7 @@ def _read_value(cur: _Cursor, vtype: int):
             else:
                 raise ValueError(f"unsupported array element type {item_type}")
             return ("array", count)
-        return [_read_value(cur, item_type) for _ in range(count)]
+        return [_read_value(cur, item_type, depth + 1) for _ in range(count)]
     raise ValueError(f"unknown metadata value type {vtype}")
 
 
@@ -181,6 +184,8 @@ def read_gguf(path: str | os.PathLike[str]) -> GgufContents:
         raise ModelLoadError(f"{path} does not exist") from None
     except PermissionError:
         raise ModelLoadError(f"{path} cannot be read (permission denied)") from None
+    except OSError as exc:  # a symlink loop, a disk error, a name too long...
+        raise ModelLoadError(f"{path} cannot be read: {exc.strerror or exc}") from None
     except _TruncatedError as exc:
         detail = f" ({exc})" if str(exc) else ""
         raise ModelLoadError(

@@ -9,6 +9,9 @@ import pytest
 from engine.engine import Engine
 from engine.errors import ModelLoadError
 from engine.model_info import inspect_model
+from tests.engine.gguf_edits import deeply_nested_array, edited_copy
+
+U32, STR = gguf.GGUFValueType.UINT32, gguf.GGUFValueType.STRING
 
 
 def _truncated(src, dst):
@@ -43,6 +46,30 @@ def _header_only(src, dst):
     dst.write_bytes(data[:4096])
 
 
+def _more_experts_used_than_exist(src, dst):
+    edited_copy(src, dst, {"smallthinker.expert_used_count": (U32, 9)})  # the tiny model has 8
+
+
+def _two_billion_layers(src, dst):
+    edited_copy(src, dst, {"smallthinker.block_count": (U32, 2_000_000_000)})
+
+
+def _key_length_as_text(src, dst):
+    edited_copy(src, dst, {"smallthinker.attention.key_length": (STR, "32")})
+
+
+def _one_dimensional_token_embedding(src, dst):
+    edited_copy(src, dst, flatten=("token_embd.weight",))
+
+
+def _arrays_nested_50000_deep(src, dst):
+    deeply_nested_array(dst, 50_000)
+
+
+def _symlink_loop(src, dst):
+    dst.symlink_to(dst)
+
+
 CORPUS = {
     "truncated": (_truncated, "incomplete"),
     "zero bytes": (_zero_bytes, "empty"),
@@ -50,6 +77,13 @@ CORPUS = {
     "text renamed .gguf": (_text_renamed, "not a valid GGUF"),
     "wrong architecture": (_wrong_architecture, "'llama' model"),
     "header only": (_header_only, "incomplete"),
+    # These reached llama.cpp (which aborted the process) or gave a traceback (issue 17, items 9-10).
+    "more experts used than exist": (_more_experts_used_than_exist, "routes each token to 9 experts but has only 8"),
+    "two billion layers": (_two_billion_layers, "'smallthinker.block_count' is 2,000,000,000"),
+    "key length as text": (_key_length_as_text, "lacks a valid 'smallthinker.attention.key_length'"),
+    "one-dimensional token embedding": (_one_dimensional_token_embedding, "the token embedding has shape"),
+    "arrays nested 50,000 deep": (_arrays_nested_50000_deep, "nested more than 4 deep"),
+    "symlink loop": (_symlink_loop, "cannot be"),
 }
 
 
