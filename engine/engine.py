@@ -20,7 +20,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from engine.chat_template import ChatTemplate
+from engine.chat_template import ChatTemplate, ChatTemplateError, check_chat_template
 from engine.chunks import ChatStats, Chunk, FinishReason
 from engine.config import EngineConfig, Kernels, MemoryMode, SamplingParams
 from engine.conversation_cache import ConversationCacheStore, common_prefix_length
@@ -68,6 +68,10 @@ class Engine:
         self.config = config or EngineConfig()
         self.config.check()
         self.info = inspect_model(model_path)
+        try:
+            check_chat_template(self.info.chat_template)  # it is code from the file: try it before llama.cpp
+        except ChatTemplateError as exc:
+            raise ModelLoadError(f"{self.info.path.name} cannot be used: {exc}") from None
         self.kv: KvLayout = kv_layout(
             self.info,
             self.config.n_ctx,
