@@ -156,7 +156,8 @@ def _run_download(args: argparse.Namespace) -> int:
     bar = ProgressBar(f"{entry.display_name}")
 
     def on_progress(p: DownloadProgress) -> None:
-        bar.label = "verifying" if p.phase == "verifying" else entry.display_name
+        labels = {"verifying": "verifying", "waiting": "waiting for another download of it"}
+        bar.label = labels.get(p.phase, entry.display_name)
         bar(p.done_bytes, p.total_bytes)
 
     path = ModelDownloader(_models_dir(args), token=TokenStore().load()).download(entry, progress=on_progress)
@@ -169,7 +170,10 @@ def _run_models(args: argparse.Namespace) -> int:
     downloader = ModelDownloader(_models_dir(args))
     for entry in catalog.entries:
         local = downloader.local_path(entry)
+        incomplete = downloader.incomplete_file(entry) if local is None else None
         where = f"downloaded: {local}" if local else "not downloaded"
+        if incomplete:
+            where = f"incomplete: {incomplete[0]} ({incomplete[1]}); `smallthinker download {entry.id}` resumes it"
         approx = "" if entry.size_is_exact else "about "
         print(f"{entry.id:5} {entry.display_name:20} {approx}{entry.size_bytes / 1e9:.1f} GB  {where}")
         print(f"      {entry.description}")

@@ -6,12 +6,17 @@ huggingface_hub 2.x deletes a partial file when a download fails or is interrupt
 it stays in `<models>/.partial/<sha256>.part` and the next attempt (after a cancel, a
 lost connection or a restart of the app) continues it with a Range request. The finished
 file is checked against the SHA-256 before it is moved to its place, so a file under its
-final name is always whole and verified.
+final name is always whole and verified; what was verified is recorded in
+`<models>/.verified.json`, and a file under a model's name that is not whole (copied in
+part, cut by a full disk) is not called present but resumed.
+The token goes only to the Hub's own host, never to the CDN host it redirects files to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -22,8 +27,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
+from filelock import FileLock, Timeout
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -44,6 +51,8 @@ from app.errors import (
     OfflineError,
     RemoteNotFoundError,
 )
+from engine.errors import ModelLoadError
+from engine.gguf_file import read_gguf
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ DISK_MARGIN_BYTES = 64 << 20  # keep some space free beside the file
 _RETRIES = 5
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_ENDPOINT = "https://huggingface.co"
+LOCK_POLL_SECONDS = 0.5  # how often a waiting download reports and checks for cancel
+VERIFIED_FILE = ".verified.json"  # {file name: {"size": bytes, "sha256": hex}} of finished downloads
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    phase: str  # "downloading" or "verifying"
+    phase: str  # "waiting" (for another download of the same file), "downloading" or "verifying"
     done_bytes: int
     total_bytes: int
     bytes_per_second: float
@@ -110,12 +121,55 @@ class ModelDownloader:
 
     # --- what is on disk ----------------------------------------------------------------
     def local_path(self, entry: CatalogEntry) -> Path | None:
-        """The finished, verified file of `entry` in the models folder, if there is one."""
+        """The finished file of `entry` in the models folder, if there is one and it is whole."""
+        path = self._named_file(entry)
+        return path if path is not None and self.incomplete_reason(entry, path) is None else None
+
+    def incomplete_file(self, entry: CatalogEntry) -> tuple[Path, str] | None:
+        """A file under `entry`'s name that is not whole, and why; None when there is none."""
+        path = self._named_file(entry)
+        reason = self.incomplete_reason(entry, path) if path is not None else None
+        return (path, reason) if reason else None
+
+    def _named_file(self, entry: CatalogEntry) -> Path | None:
         if not self.models_dir.is_dir():
             return None
         names = sorted(p.name for p in self.models_dir.iterdir() if p.is_file() and p.suffix == ".gguf")
         name = entry.pick_file(names)
         return self.models_dir / name if name else None
+
+    def incomplete_reason(self, entry: CatalogEntry, path: Path) -> str | None:
+        """Why `path` is not the whole model, from what is known without hashing gigabytes:
+        the size recorded when its SHA-256 was verified; for a file put there by hand, the
+        catalog's exact size and its own tensor table (every tensor inside the file)."""
+        size = _size(path)
+        verified = self._verified().get(path.name, {}).get("size")
+        expected = verified if verified is not None else entry.size_bytes if entry.size_is_exact else None
+        if expected is not None and size != expected:
+            return f"it has {size:,} of {expected:,} bytes"
+        if verified is None:
+            try:
+                read_gguf(path)
+            except ModelLoadError as exc:
+                return str(exc)
+        return None
+
+    def _verified(self) -> dict:
+        try:
+            record = json.loads((self.models_dir / VERIFIED_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _record_verified(self, remote: RemoteFile) -> None:
+        record = self._verified()
+        record[remote.filename] = {"size": remote.size, "sha256": remote.sha256}
+        try:
+            tmp = self.models_dir / f"{VERIFIED_FILE}.tmp"
+            tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            os.replace(tmp, self.models_dir / VERIFIED_FILE)
+        except OSError as exc:  # the file itself is fine; only the record of it is missing
+            log.warning("could not record %s as verified: %s", remote.filename, exc)
 
     def partial_bytes(self, remote: RemoteFile) -> int:
         return _size(self._part_path(remote))
@@ -168,11 +222,42 @@ class ModelDownloader:
         return self.fetch(remote, progress=progress, cancel=cancel)
 
     def fetch(self, remote: RemoteFile, *, progress=None, cancel=None) -> Path:
+        """Download `remote` (resuming its partial file), one process at a time: a second
+        window or the CLI asking for the same file waits for the first, then uses its result."""
         part = self._part_path(remote)
         part.parent.mkdir(parents=True, exist_ok=True)
+        report = progress or (lambda _p: None)
+        lock = FileLock(part.with_suffix(".lock"))
+        timeout = 0.0  # the first try does not wait, so that waiting is said at once
+        while True:
+            try:
+                lock.acquire(timeout=timeout)
+                break
+            except Timeout:
+                if cancel is not None and cancel.is_set():
+                    raise DownloadCancelledError("Stopped waiting for the other download of this model.") from None
+                report(DownloadProgress("waiting", self.partial_bytes(remote), remote.size, 0.0, None))
+                timeout = LOCK_POLL_SECONDS
+        try:
+            final = self.models_dir / remote.filename
+            if self._verified().get(remote.filename, {}).get("sha256") == remote.sha256 and _size(final) == remote.size:
+                return final  # the download we waited for finished it
+            if _size(part) < _size(final) < remote.size:
+                # A cut-off file under the model's name (copied in part, a full disk) becomes the
+                # partial download: its bytes are not fetched again, and the SHA-256 still decides.
+                os.replace(final, part)
+                log.info("resuming %s from the incomplete file under its name", remote.filename)
+            return self._fetch_locked(remote, part, report, cancel)
+        finally:
+            # No lock file left behind: removed while held. One still waiting on it then gets
+            # it and finds the file done (or goes on with the partial file).
+            with contextlib.suppress(OSError):
+                os.unlink(lock.lock_file)
+            lock.release()
+
+    def _fetch_locked(self, remote: RemoteFile, part: Path, report, cancel) -> Path:
         self._check_disk_space(remote, part)
         meter = _SpeedMeter()
-        report = progress or (lambda _p: None)
         retries = _RETRIES
         while _size(part) < remote.size:
             try:
@@ -192,6 +277,7 @@ class ModelDownloader:
         self._verify(remote, part, report)
         final = self.models_dir / remote.filename
         os.replace(part, final)
+        self._record_verified(remote)
         log.info("downloaded and verified %s", final)
         return final
 
@@ -206,7 +292,10 @@ class ModelDownloader:
 
     def _transfer(self, remote: RemoteFile, part: Path, report, meter, cancel) -> None:
         start = _size(part)
-        headers = build_hf_headers(token=self.token)
+        # The file's location is usually another host (the Hub's CDN): no token there, as
+        # huggingface_hub itself does (httpx drops it on a redirect to another host too).
+        to_hub = _same_host(remote.url, hub_endpoint())
+        headers = build_hf_headers(token=self.token if to_hub else False)
         headers["Accept-Encoding"] = "identity"
         if start:
             headers["Range"] = f"bytes={start}-"
@@ -277,6 +366,11 @@ def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
             f"Cannot reach Hugging Face at {endpoint}: you seem to be offline. "
             "Connect to the internet and try again, or open a GGUF file you already have."
         ) from exc
+
+
+def _same_host(url: str, endpoint: str) -> bool:
+    a, b = urlsplit(url), urlsplit(endpoint)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def _size(path: Path) -> int:

@@ -91,6 +91,11 @@ class FirstRunPage(QWidget):
         self.progress.setValue(int(1000 * p.done_bytes / max(p.total_bytes, 1)))
         if p.phase == "verifying":
             self.status.setText(f"Verifying {p.done_bytes / 1e6:,.0f} of {p.total_bytes / 1e6:,.0f} MB…")
+        elif p.phase == "waiting":
+            self.status.setText(
+                "Another download of this model is running (another window or the command line); "
+                "waiting for it to finish…"
+            )
         else:
             self.status.setText(
                 f"{p.done_bytes / 1e6:,.0f} of {p.total_bytes / 1e6:,.0f} MB · "

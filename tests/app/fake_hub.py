@@ -36,6 +36,8 @@ class HubState:
     seconds_per_mb: float = 0.0  # a slow network, so a test can act mid-download
     bytes_sent: int = 0
     range_starts: list[int] = field(default_factory=list)
+    # requests that carried an Authorization header, to the Hub's API and file URLs and to the CDN
+    authorization_seen: dict[str, int] = field(default_factory=lambda: {"hub": 0, "cdn": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -54,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, head: bool) -> None:
         path = self.path.split("?")[0]
+        if self.headers.get("Authorization"):
+            with self.state.lock:
+                self.state.authorization_seen["cdn" if path.startswith("/cdn/") else "hub"] += 1
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path):
             return self._tree(m.group(1))
         if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):

@@ -67,6 +67,8 @@ def test_models_uses_the_folder_chosen_in_settings(tmp_path, capsys):
     chosen = tmp_path / "my-models"
     chosen.mkdir()
     (chosen / "SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf").write_bytes(b"GGUF")
+    # as a finished download leaves it: its size recorded when its SHA-256 was checked
+    (chosen / ".verified.json").write_text('{"SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf": {"size": 4, "sha256": "0"}}')
     save_settings(dataclasses.replace(Settings(), models_dir=str(chosen)))
     assert main(["models"]) == 0
     assert f"downloaded: {chosen / 'SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf'}" in capsys.readouterr().out

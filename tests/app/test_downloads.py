@@ -160,3 +160,52 @@ def test_the_21b_file_is_found_by_pattern_never_the_powerinfer_one(hub, catalog,
     assert path.name == "SmallThinker-21B-A3B-Instruct.Q4_0.gguf"
     assert path.read_bytes() == PAYLOAD[: 3 * MB]
     assert downloader(tmp_path).local_path(entry) == path
+
+
+def test_a_cut_off_file_under_the_model_name_is_not_present_and_is_resumed(hub, catalog, tmp_path):
+    # issue 17, item 12: it was reported "ready" by `download` and "downloaded" by `models`
+    entry = catalog.get("4b")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / entry.filename).write_bytes(PAYLOAD[: 15 * MB])  # copied in part, or cut by a full disk
+    d = downloader(tmp_path)
+    assert d.local_path(entry) is None
+    path, reason = d.incomplete_file(entry)
+    assert path.name == entry.filename and f"{15 * MB:,} of {entry.size_bytes:,} bytes" in reason
+    assert d.download(entry).read_bytes() == PAYLOAD
+    assert hub.state.range_starts == [15 * MB] and hub.state.bytes_sent == len(PAYLOAD) - 15 * MB
+    assert d.local_path(entry) == models / entry.filename  # recorded as verified at its real size
+    with open(models / entry.filename, "r+b") as f:
+        f.truncate(30 * MB)  # damaged after the download
+    assert d.local_path(entry) is None and "of 41,943,040 bytes" in d.incomplete_file(entry)[1]
+
+
+def test_the_token_goes_to_the_hub_only_never_to_the_cdn(hub, catalog, tmp_path):
+    # issue 17, item 13: the file request to the CDN host carried "Authorization: Bearer hf_..."
+    entry = catalog.get("4b")
+    hub.state.gated.add(entry.repo_id)
+    downloader(tmp_path, token=hub.state.valid_token).download(entry)
+    assert hub.state.authorization_seen["hub"] and not hub.state.authorization_seen["cdn"]
+
+
+def test_two_downloads_of_one_model_at_once_take_turns(hub, catalog, tmp_path):
+    # issue 17, item 14: they shared one partial file; one or both failed, 1.9-3x the bytes were sent
+    hub.state.seconds_per_mb = 0.01
+    entry = catalog.get("4b")
+    results, errors, phases = [], [], []
+
+    def run() -> None:
+        try:
+            results.append(downloader(tmp_path).download(entry, progress=lambda p: phases.append(p.phase)))
+        except Exception as exc:  # noqa: BLE001 - any failure of either one fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    assert results[0].read_bytes() == PAYLOAD
+    assert hub.state.bytes_sent == len(PAYLOAD)  # sent once
+    assert "waiting" in phases  # the second one said why it was not moving
