@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import re
+import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 200 * 1024 * 1024
 MAX_PAGES = 2000
+MAX_UNPACKED_BYTES = 256 * 10**6  # a .docx's parts together; a 1,000-page one has ~20 MB
+MAX_TEXT_CHARS = 64 * 10**6  # extracted text; about 15 million tokens
 LINES_PER_SECTION = 40
 _WESTERN = "cp1252"
 _CLOSE_CHAOS = 0.15
@@ -52,7 +56,8 @@ class Document:
 
     @property
     def title(self) -> str:
-        return self.path.name
+        """The file name as text; bytes of a name that is not UTF-8 (Linux allows them) show as �."""
+        return os.fsencode(self.path.name).decode("utf-8", errors="replace")
 
     @property
     def text(self) -> str:
@@ -86,6 +91,11 @@ def read_document(path: str | Path) -> Document:
     document = reader(path, kind)
     if not any(s.text.strip() for s in document.sections):
         raise DocumentError(f"{path.name} contains no text")
+    if (chars := sum(len(s.text) for s in document.sections)) > MAX_TEXT_CHARS:
+        raise DocumentError(
+            f"{path.name} holds {chars / 1e6:,.0f} million characters of text; at most "
+            f"{MAX_TEXT_CHARS // 10**6} million are summarised at once. Split it into parts first."
+        )
     return document
 
 
@@ -117,9 +127,29 @@ def _read_pdf(path: Path, kind: str) -> Document:
 
 
 # --- Word --------------------------------------------------------------------------------------
+def _check_unpacked_size(path: Path) -> None:
+    """A .docx is a zip: a few MB can unpack to gigabytes (issue 17, item 7: 2.4 MB held a
+    600 MB document.xml and took 3.8 GB of memory). The sizes are read from the zip's table,
+    which also bounds what zipfile will ever unpack, before anything is extracted."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # python-docx then says it is not a .docx
+    total = sum(m.file_size for m in members)
+    largest = max(members, key=lambda m: m.file_size, default=None)
+    if total > MAX_UNPACKED_BYTES:
+        raise DocumentError(
+            f"{path.name} unpacks to {total / 1e6:,.0f} MB ({largest.filename} alone is "
+            f"{largest.file_size / 1e6:,.0f} MB); Word documents over {MAX_UNPACKED_BYTES // 10**6} MB "
+            "unpacked are not summarised. Save it as a smaller document or as plain text."
+        )
+
+
 def _read_docx(path: Path, kind: str) -> Document:
     import docx
 
+    _check_unpacked_size(path)
     try:
         word = docx.Document(str(path))
     except Exception as exc:  # zipfile, python-docx's PackageNotFoundError, lxml: all mean "not a .docx"
@@ -151,7 +181,10 @@ def decode_text(data: bytes, name: str) -> tuple[str, str]:
         if data.startswith(bom):
             return data.decode(encoding, errors="replace"), encoding
     if b"\x00" in data[:8192]:
-        raise DocumentError(f"{name} looks like a binary file, not text")
+        utf16 = _bomless_utf16(data[:8192])
+        if utf16 is None:
+            raise DocumentError(f"{name} looks like a binary file, not text")
+        return data.decode(utf16, errors="replace"), utf16
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -168,6 +201,24 @@ def decode_text(data: bytes, name: str) -> tuple[str, str]:
     if any(_WESTERN in m.could_be_from_charset for m in close):
         encoding = _WESTERN
     return data.decode(encoding, errors="replace"), encoding
+
+
+def _bomless_utf16(sample: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' for UTF-16 text without a byte-order mark (Windows tools
+    write it): most characters of Latin-script text have a zero high byte, so one of the two
+    byte positions is nearly always zero and the other almost never is."""
+    even, odd = sample[0::2], sample[1::2]
+    if len(odd) < 8:
+        return None
+    zero_even, zero_odd = even.count(0) / len(even), odd.count(0) / len(odd)
+    if zero_odd > 0.6 and zero_even < 0.05:
+        encoding = "utf-16-le"
+    elif zero_even > 0.6 and zero_odd < 0.05:
+        encoding = "utf-16-be"
+    else:
+        return None
+    text = sample[: len(sample) // 2 * 2].decode(encoding, errors="replace")
+    return encoding if _control_share(text) <= 0.05 else None
 
 
 def _read_text(path: Path, kind: str) -> Document:

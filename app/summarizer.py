@@ -28,6 +28,7 @@ from engine.config import SamplingParams
 SYSTEM = "You summarise documents faithfully and concisely. Keep names, numbers and conclusions."
 _MARGIN_TOKENS = 32  # template tokens that merge differently around the text, and rounding
 _MIN_SUMMARY_TOKENS = 32
+_COUNT_PIECE_CHARS = 1 << 16  # counted per call, so that Stop is seen between calls
 
 
 _STAGES = ("whole", "section", "combine", "final")
@@ -59,6 +60,7 @@ class SummaryProgress:
             "combine": f"Combining summaries: {self.index} of {self.total} (level {self.level})",
             "final": "Writing the final summary",
             "whole": "Summarising the whole document",
+            "preparing": "Reading the document into sections",
         }[self.stage]
         if self.eta_seconds is None:
             return what
@@ -148,6 +150,20 @@ class Summarizer:
     def tokens(self, text: str) -> int:
         return len(self.engine.tokenize(text))
 
+    def count_tokens(self, text: str, cancel: threading.Event) -> int:
+        """Tokens of `text`, counted in pieces so that a long document is not one call that
+        Stop cannot interrupt (a piece boundary may shift the count by a token)."""
+        if len(text) <= _COUNT_PIECE_CHARS:
+            return self.tokens(text)
+        total, start = 0, 0
+        while start < len(text):
+            if cancel.is_set():
+                raise SummaryCancelledError
+            end = start + _cut_point(text[start : start + _COUNT_PIECE_CHARS], _COUNT_PIECE_CHARS)
+            total += self.tokens(text[start:end])
+            start = end
+        return total
+
     def clip(self, summary: str) -> str:
         """At most `summary_tokens` tokens as the tokenizer counts them, so that every combining
         level at least halves the summaries (an answer re-tokenized can count more tokens
@@ -156,9 +172,10 @@ class Summarizer:
             summary = summary[: max(1, len(summary) * self.summary_tokens * 9 // (n * 10))]
         return summary
 
-    def pack(self, sections: Sequence[Section]) -> list[Section]:
+    def pack(self, sections: Sequence[Section], cancel: threading.Event | None = None) -> list[Section]:
         """Sections packed into chunks of at most `chunk_tokens`; long ones split at paragraphs."""
-        pieces = [piece for section in sections for piece in self._split(section)]
+        cancel = cancel or threading.Event()
+        pieces = [piece for section in sections for piece in self._split(section, cancel)]
         chunks: list[list[Section]] = []
         used = 0
         for piece, n in pieces:
@@ -170,17 +187,26 @@ class Summarizer:
                 used = n
         return [_joined(chunk) for chunk in chunks]
 
-    def _split(self, section: Section) -> list[tuple[Section, int]]:
-        n = self.tokens(section.text)
+    def _split(self, section: Section, cancel: threading.Event) -> list[tuple[Section, int]]:
+        """Linear in the text: the section is counted once, then each part is cut from a window
+        a little longer than a chunk at the section's own characters per token (re-counting
+        what remained at every cut made a 1 MB section take minutes)."""
+        text = section.text
+        n = self.count_tokens(text, cancel)
         if n <= self.chunk_tokens:
             return [(section, n)]
-        parts, text = [], section.text
-        while text:
-            cut = _cut_point(text, self.chunk_tokens * len(text) // max(1, self.tokens(text)))
-            while cut > 1 and self.tokens(text[:cut]) > self.chunk_tokens:
-                cut = _cut_point(text, cut * 9 // 10)
-            parts.append(text[:cut].strip())
-            text = text[cut:].strip()
+        aim = max(1, int(self.chunk_tokens * len(text) / n))  # characters of one chunk, as counted
+        parts, start = [], 0
+        while start < len(text):
+            if cancel.is_set():
+                raise SummaryCancelledError
+            window = text[start : start + aim + aim // 4]
+            cut = _cut_point(window, aim)
+            while cut > 1 and (size := self.tokens(window[:cut])) > self.chunk_tokens:
+                cut = _cut_point(window, cut * self.chunk_tokens * 9 // (size * 10))
+            if window[:cut].strip():
+                parts.append(window[:cut].strip())
+            start += cut
         labelled = [Section(f"{section.label} (part {i} of {len(parts)})", p) for i, p in enumerate(parts, 1)]
         return [(s, self.tokens(s.text)) for s in labelled]
 
@@ -217,12 +243,13 @@ class _Run:
         self.steps_left = 1  # re-estimated as the plan unfolds
 
     def go(self) -> SummaryResult:
+        self.progress(SummaryProgress("preparing", 0, 0, 0, None))  # counting a long text takes a while
         whole = self.document.text
-        n = self.s.tokens(whole)
+        n = self.s.count_tokens(whole, self.cancel)
         if n <= self.s.chunk_tokens:
             final = self.step("whole", 1, 1, 0, "the whole document", whole, n)
             return SummaryResult(self.document, final, tuple(self.parts), cancelled=False)
-        chunks = self.s.pack(self.document.sections)
+        chunks = self.s.pack(self.document.sections, self.cancel)
         sizes = [self.s.tokens(c.text) for c in chunks]
         self.steps_left = len(chunks) + self._reduce_steps(len(chunks))
         items = []

@@ -32,7 +32,17 @@ def test_a_word_document_is_cut_at_its_headings(tmp_path):
     assert "Four million." in document.sections[1].text
 
 
-@pytest.mark.parametrize(("encoding", "expected"), [("latin-1", "cp1252"), ("utf-16", "utf-16"), ("utf-8", "utf-8")])
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [
+        ("latin-1", "cp1252"),
+        ("utf-16", "utf-16"),
+        ("utf-8", "utf-8"),
+        # without a byte-order mark, as some Windows tools write it (issue 17, item 8: "binary")
+        ("utf-16-le", "utf-16-le"),
+        ("utf-16-be", "utf-16-be"),
+    ],
+)
 def test_text_files_are_decoded_by_detection_not_assumption(tmp_path, encoding, expected):
     text = "Le conseil a voté le budget de la forêt près du château; ça coûte très cher.\n" * 30
     path = tmp_path / "notes.txt"
@@ -88,6 +98,36 @@ def _bad_inputs(tmp_path):
         spreadsheet: "only these documents",
         tmp_path / "missing.pdf": "does not exist",
     }
+
+
+def _docx_unpacking_to(path, n_bytes: int):
+    """A real .docx whose document.xml is padded with `n_bytes` of spaces (valid XML, a few
+    hundred KB packed): a zip bomb in a document's clothing (issue 17, item 7)."""
+    import zipfile
+
+    plain = write_docx(path.with_name("plain.docx"), {"Title": ["Text."]})
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename != "word/document.xml":
+                dst.writestr(item, data)
+                continue
+            head, tail = data.rsplit(b"</w:document>", 1)
+            member = zipfile.ZipInfo("word/document.xml")
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with dst.open(member, "w", force_zip64=True) as out:
+                out.write(head)
+                for _ in range(n_bytes >> 20):
+                    out.write(b" " * (1 << 20))
+                out.write(b"</w:document>" + tail)
+    return path
+
+
+def test_a_docx_that_unpacks_to_hundreds_of_mb_is_refused_before_unpacking(tmp_path):
+    bomb = _docx_unpacking_to(tmp_path / "small.docx", 300 << 20)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(DocumentError, match=r"unpacks to 3\d\d MB \(word/document.xml alone"):
+        read_document(bomb)
 
 
 def test_every_bad_input_is_refused_with_its_reason(tmp_path):

@@ -37,7 +37,7 @@ def test_a_short_document_is_summarised_in_one_pass(small_context_engine, tmp_pa
     document = read_document(write_docx(tmp_path / "note.docx", {"Note": ["The pumps need new motors."]}))
     events = []
     result = summarizer(small_context_engine).summarize(document, events.append)
-    assert [e.stage for e in events] == ["whole"]
+    assert [e.stage for e in events] == ["preparing", "whole"]
     assert not result.cancelled and result.final and result.levels == 0
 
 
@@ -49,6 +49,8 @@ def test_a_long_pdf_needs_sections_and_combining_levels_with_progress_in_order(s
     result = s.summarize(document, events.append)
     assert not result.cancelled and result.final
     assert result.sections >= 3 and result.levels >= 1
+    assert events[0].stage == "preparing"  # said at once, before the text is counted
+    events = events[1:]
     stages = [e.stage for e in events]
     n_sections = stages.count("section")
     assert stages == ["section"] * n_sections + ["combine"] * stages.count("combine") + ["final"]
@@ -68,6 +70,8 @@ def test_cancel_stops_within_a_section_and_keeps_what_was_done(small_context_eng
     events = []
 
     def on_progress(event):
+        if event.stage == "preparing":
+            return
         events.append(event)
         if event.index == 3:
             cancel.set()  # while section 3 is starting: llama.cpp stops inside it
@@ -97,6 +101,60 @@ def test_the_result_is_a_conversation_with_its_part_summaries(small_context_engi
     assert [p.label for p in parts] == [p.label for p in result.parts]
 
 
+class CountingEngine:
+    """The engine, counting the characters it was asked to tokenize."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.chars_tokenized = engine, 0
+
+    def tokenize(self, text: str) -> list[int]:
+        self.chars_tokenized += len(text)
+        return self.engine.tokenize(text)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def _one_long_section(tmp_path, n_chars: int):
+    """A text file without headings or line breaks: one section (issue 17, item 6)."""
+    words = [f"{w}{i % 97}" for i, w in enumerate(["pumps", "motors", "budget", "pipes", "winter"] * (n_chars // 30))]
+    path = tmp_path / "long.txt"
+    path.write_text(" ".join(words)[:n_chars] + ".", encoding="utf-8")
+    document = read_document(path)
+    assert len(document.sections) == 1
+    return document
+
+
+def test_splitting_a_long_section_tokenizes_each_character_a_few_times_not_once_per_cut(small_context_engine, tmp_path):
+    document = _one_long_section(tmp_path, 200_000)
+    engine = CountingEngine(small_context_engine)
+    s = Summarizer(engine, sampling=SAMPLING, max_summary_tokens=64)
+    engine.chars_tokenized = 0
+    chunks = s.pack(document.sections)
+    assert len(chunks) > 50 and all(s.tokens(c.text) <= s.chunk_tokens for c in chunks)
+    assert " ".join(c.text for c in chunks).split() == document.text.split()  # every word, once, in order
+    # it re-counted all that remained at every cut: about 100x the text here
+    assert engine.chars_tokenized < 5 * len(document.text)
+
+
+def test_stop_is_seen_while_a_long_text_is_still_being_read(small_context_engine, tmp_path):
+    document = _one_long_section(tmp_path, 3_000_000)
+    engine = CountingEngine(small_context_engine)
+    s = Summarizer(engine, sampling=SAMPLING, max_summary_tokens=64)
+    cancel = threading.Event()
+    events = []
+
+    def on_progress(event):
+        events.append(event.describe())
+        cancel.set()  # at the first report, which comes before any counting
+
+    engine.chars_tokenized = 0
+    result = s.summarize(document, on_progress, cancel)
+    assert result.cancelled and not result.parts
+    assert events == ["Reading the document into sections"]
+    assert engine.chars_tokenized < 200_000  # stopped after one piece, not after 3 MB
+
+
 def _cli(*args: str, env_dirs: dict) -> subprocess.CompletedProcess:
     import os
 
@@ -122,3 +180,19 @@ def test_the_cli_writes_the_summary_and_refuses_bad_input(tiny_model_path, tmp_p
     assert refused.returncode != 0 and "empty.txt is empty" in refused.stderr
     no_model = _cli(str(pdf), env_dirs=isolated_app_folders)
     assert no_model.returncode != 0 and "no model" in no_model.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_summarised_under_a_readable_title(
+    tiny_model_path, tmp_path, isolated_app_folders
+):
+    # issue 17, item 8: UnicodeEncodeError traceback
+    import os
+
+    path = tmp_path / os.fsdecode(b"r\xe9union.txt")  # Latin-1 bytes in a Linux file name
+    path.write_text("Le conseil a vote le budget.\n" * 20, encoding="utf-8")
+    out = tmp_path / "summary.md"
+    done = _cli(
+        str(path), "--model", str(tiny_model_path), "--context", "768", "--out", str(out), env_dirs=isolated_app_folders
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert out.read_text(encoding="utf-8").startswith("# Summary of r\ufffdunion.txt")

@@ -22,7 +22,7 @@ def test_a_document_becomes_a_conversation_titled_after_it(qtbot, open_window, t
     pdf = write_pdf(tmp_path / "minutes.pdf", [page_text(p, 8) for p in range(1, 8)])
     result, progress = summarise(qtbot, window, pdf)
     assert result is not None and not result.cancelled and result.sections >= 2
-    assert progress[0].stage == "section" and progress[-1].stage == "final"
+    assert [p.stage for p in progress[:2]] == ["preparing", "section"] and progress[-1].stage == "final"
     assert window.conversation_list.currentItem().text() == "Summary: minutes.pdf"
     shown = window.chat_view.toPlainText()
     assert "Summarise «minutes.pdf» (PDF, 7 pages)." in shown
