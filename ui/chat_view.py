@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QFont, QKeyEvent, QTextBlockFormat, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QFont, QImage, QKeyEvent, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QPlainTextEdit, QTextBrowser
 
 _ROLE_LABELS = {"user": "You", "assistant": "SmallThinker", "system": "System"}
+_NO_IMAGE = QImage(1, 1, QImage.Format.Format_ARGB32)  # what every image in a message shows
+_NO_IMAGE.fill(0)
 
 
 class ChatView(QTextBrowser):
@@ -28,9 +30,12 @@ class ChatView(QTextBrowser):
         super().paintEvent(event)
 
     def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt's name
-        if url.scheme() in ("http", "https", "ftp"):
-            return None  # no remote images or styles, ever
-        return super().loadResource(kind, url)
+        """Nothing is loaded, local or remote, whatever a message says: a model's answer can
+        name /dev/zero, a FIFO or file://HOST/share (issue 17, item 5). The answer must not
+        be None: QTextDocument would then read a local file itself."""
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return _NO_IMAGE
+        return ""
 
     def show_messages(self, messages: list[tuple[str, str]]) -> None:
         self.clear()
