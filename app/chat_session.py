@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.conversations import ConversationStore, Message
+from app.conversations import ConversationStore, Message, StoreError
 from app.settings import Settings
 
 _TITLE_CHARS = 48
@@ -27,6 +27,9 @@ class ChatSession:
     def __init__(self, store: ConversationStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        # Answers that could not be saved (a full disk): saved before the next message, and
+        # part of an export meanwhile, so that nothing shown is lost (issue 17, item 3).
+        self.unsaved: list[tuple[int, str, bool]] = []  # (conversation, text, complete)
 
     def engine_messages(self, conversation_id: int) -> tuple[tuple[str, str], ...]:
         history = [(m.role, m.content) for m in self.store.messages(conversation_id) if m.content]
@@ -38,6 +41,7 @@ class ChatSession:
         text = text.strip()
         if not text:
             raise ValueError("an empty message is not sent")
+        self.save_unsaved()  # an answer still waiting comes first, or the message is not sent
         if conversation_id is None:
             conversation_id = self.store.create(_title_from(text)).id
         self.store.add_message(conversation_id, "user", text)
@@ -79,16 +83,30 @@ class ChatSession:
         conversation = self.store.get(conversation_id)
         names = {"user": "You", "assistant": "SmallThinker", "system": "System"}
         parts = [f"# {conversation.title}\n"]
-        for m in self.store.messages(conversation_id):
-            partial = " (stopped)" if not m.complete else ""
-            parts.append(f"## {names.get(m.role, m.role)}{partial}\n\n{m.content}\n")
+        messages = [(m.role, m.content, m.complete) for m in self.store.messages(conversation_id)]
+        messages += [("assistant", text, complete) for c, text, complete in self.unsaved if c == conversation_id]
+        for role, content, complete in messages:
+            partial = " (stopped)" if not complete else ""
+            parts.append(f"## {names.get(role, role)}{partial}\n\n{content}\n")
         return "\n".join(parts)
 
     def answer_finished(self, conversation_id: int, text: str, *, complete: bool) -> Message | None:
-        """Save the answer; a stopped one is kept, marked partial. Nothing is saved for no text."""
+        """Save the answer; a stopped one is kept, marked partial. Nothing is saved for no text.
+        When it cannot be saved it is kept in `unsaved` and StoreError says why."""
         if not text:
             return None
-        return self.store.add_message(conversation_id, "assistant", text, complete=complete)
+        try:
+            return self.store.add_message(conversation_id, "assistant", text, complete=complete)
+        except StoreError:
+            self.unsaved.append((conversation_id, text, complete))
+            raise
+
+    def save_unsaved(self) -> None:
+        """Save the answers kept from a failed save, oldest first (StoreError if still impossible)."""
+        while self.unsaved:
+            conversation_id, text, complete = self.unsaved[0]
+            self.store.add_message(conversation_id, "assistant", text, complete=complete)
+            self.unsaved.pop(0)
 
 
 def _last(messages: list[Message], role: str) -> Message | None:

@@ -7,6 +7,8 @@ A streamed answer is saved when it completes, or as partial when stopped.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -72,9 +74,18 @@ class Message:
     complete: bool  # False: an answer stopped part-way
 
 
+_SELECT_MESSAGES = "SELECT id, conversation_id, role, content, complete FROM messages"
+
+
+class Messages(list):
+    """A conversation's messages; `damaged` is a sentence for the user when some were unreadable."""
+
+    damaged: str | None = None
+
+
 class ConversationStore:
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or data_dir() / "conversations.sqlite3"
+        self.path = path or self.default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # The UI's worker thread and tests may use one store from different threads, one at a time.
@@ -83,8 +94,22 @@ class ConversationStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the conversation database {self.path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:  # OSError: an unwritable or missing data folder
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreError(f"cannot open the conversation database {self.path}: {reason}") from exc
+
+    @staticmethod
+    def default_path() -> Path:
+        return data_dir() / "conversations.sqlite3"
+
+    @classmethod
+    def in_memory(cls) -> ConversationStore:
+        """Conversations kept until the app quits, where no database file can be used."""
+        return cls(Path(":memory:"))
+
+    @property
+    def saves_to_disk(self) -> bool:
+        return str(self.path) != ":memory:"
 
     def close(self) -> None:
         self._db.close()
@@ -156,12 +181,41 @@ class ConversationStore:
         """Remove a message and everything after it (for regenerate and edit-and-resend)."""
         self._write("DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (conversation_id, message_id))
 
-    def messages(self, conversation_id: int) -> list[Message]:
-        rows = self._db.execute(
-            "SELECT id, conversation_id, role, content, complete FROM messages WHERE conversation_id = ? ORDER BY id",
-            (conversation_id,),
+    def messages(self, conversation_id: int) -> Messages:
+        """The conversation's messages. Where the file is damaged (a bad disk sector, a copy cut
+        short), every message that can still be read is returned, and `damaged` says how many
+        could not be (issue 17, item 2: the view was empty, the reason on stderr only)."""
+        try:
+            rows = self._db.execute(_SELECT_MESSAGES + " WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+            return Messages(Message(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows)
+        except sqlite3.DatabaseError as exc:
+            return self._salvage(conversation_id, exc)
+
+    def _salvage(self, conversation_id: int, error: Exception) -> Messages:
+        """Message by message, skipping the unreadable ones."""
+        try:
+            ids = [
+                r[0] for r in self._db.execute("SELECT id FROM messages WHERE conversation_id = ?", (conversation_id,))
+            ]
+        except sqlite3.DatabaseError:
+            ids = []  # the index too is damaged: try every id around this conversation's
+            with contextlib.suppress(sqlite3.DatabaseError):
+                ids = list(range(1, 1 + (self._db.execute("SELECT max(id) FROM messages").fetchone()[0] or 0)))
+        found, lost = Messages(), 0
+        for message_id in sorted(ids):
+            try:
+                row = self._db.execute(_SELECT_MESSAGES + " WHERE id = ?", (message_id,)).fetchone()
+            except sqlite3.DatabaseError:
+                lost += 1
+                continue
+            if row is not None and row[1] == conversation_id:
+                found.append(Message(row[0], row[1], row[2], row[3], bool(row[4])))
+        found.damaged = (
+            f"The conversation database {self.path} is damaged ({error}): "
+            f"{lost or 'some'} message(s) of this conversation could not be read; the {len(found)} that could "
+            "are shown. Export the conversation to keep them, then start a fresh database."
         )
-        return [Message(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+        return found
 
     # --- a summarised document's part summaries ---------------------------------------------------
     def add_part_summaries(self, conversation_id: int, parts: list[PartSummaryRow]) -> None:
@@ -181,3 +235,16 @@ class ConversationStore:
             (conversation_id,),
         )
         return [PartSummaryRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a database that cannot be used, with its -wal and -shm files, to
+    <name>.unusable-<date-time>: it is never deleted, and a fresh one can take its place."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.unusable-{stamp}")
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            os.replace(companion, aside.with_name(aside.name + suffix))
+    os.replace(path, aside)
+    return aside

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.errors import AppError
 from app.paths import config_dir, default_models_dir
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class Settings:
         return dataclasses.replace(self, **changes) if changes else self
 
 
+class SettingsError(AppError, OSError):
+    """The settings could not be saved; the message says where and why."""
+
+
 def settings_path() -> Path:
     return config_dir() / "settings.json"
 
@@ -88,7 +93,9 @@ def _from_dict(data: dict) -> Settings:
     return Settings(**values).checked()
 
 
-def load_settings(path: Path | None = None) -> Settings:
+def load_settings(path: Path | None = None, problems: list[str] | None = None) -> Settings:
+    """The saved settings, or the defaults. When the file cannot be used, it is kept aside as
+    settings.json.corrupt and a sentence for the user is appended to `problems`."""
     path = path or settings_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -97,21 +104,39 @@ def load_settings(path: Path | None = None) -> Settings:
         return _from_dict(data["values"])
     except FileNotFoundError:
         return Settings()
-    except (OSError, ValueError) as exc:
-        log.error("settings file %s is unreadable (%s); using defaults", path, exc)
-        with contextlib.suppress(OSError):
-            os.replace(path, path.with_name(path.name + ".corrupt"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested very deeply
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
+        log.error("settings file %s is unreadable (%s); using defaults", path, reason)
+        kept = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, kept)
+            where = f"The old file was kept as {kept}."
+        except OSError:
+            where = f"The file {path} was left as it is."
+        if problems is not None:
+            problems.append(
+                f"Your settings could not be read ({reason}), so the defaults are in use: choose your model "
+                f"and settings again. {where}"
+            )
         return Settings()
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Write atomically: a crash mid-save leaves the previous file intact."""
     path = path or settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump({"schema_version": SCHEMA_VERSION, "values": values}, out, indent=2)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump({"schema_version": SCHEMA_VERSION, "values": values}, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SettingsError(
+            f"Settings could not be saved to {path}: {exc.strerror or exc}. They apply until you quit; "
+            "check that the folder is writable and the disk not full."
+        ) from None

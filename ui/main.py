@@ -23,20 +23,28 @@ def launch_window(argv: Sequence[str]) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from app.conversations import ConversationStore
     from app.paths import resources_dir
     from app.settings import load_settings
     from ui.appearance import apply_appearance
     from ui.engine_worker import EngineThread
     from ui.main_window import MainWindow
+    from ui.store_recovery import open_store_or_ask
 
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("SmallThinker Desktop")
     app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "smallthinker.svg")))  # vector: sharp on high DPI
-    settings = load_settings()
+    problems: list[str] = []
+    settings = load_settings(problems=problems)
     apply_appearance(settings)
-    window = MainWindow(ConversationStore(), settings, EngineThread())
+    store, store_note = open_store_or_ask()
+    if store is None:
+        return 1  # the user chose Quit
+    window = MainWindow(store, settings, EngineThread())
     window.show()
+    for problem in problems:
+        window.show_problem("Settings reset", problem)
+    if store_note:
+        window.show_problem("Conversations", store_note)
     if settings.model_path and Path(settings.model_path).is_file():
         window.load_model(settings.model_path)
     return app.exec()

@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
 
 from app.catalog import ModelCatalog
 from app.chat_session import ChatSession
-from app.conversations import ConversationStore
+from app.conversations import ConversationStore, StoreError
 from app.engine_settings import engine_config, sampling_params
 from app.hardware import probe_hardware
 from app.hf_token import TokenStore
 from app.model_choice import recommend
-from app.settings import Settings, save_settings
+from app.settings import Settings, SettingsError, save_settings
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
@@ -50,6 +50,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     model_changed = Signal(object)  # LoadedModel, or None when loading failed
     summary_progressed = Signal(object)  # SummaryProgress
     summary_finished = Signal(object)  # SummaryResult (also when stopped), or None when it failed
+    problem_shown = Signal(str)  # a message shown by show_problem
 
     def __init__(
         self,
@@ -224,7 +225,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.pages.setCurrentIndex(1)
         if model.path != self.settings.model_path:
             self.settings = self.session.settings = replace(self.settings, model_path=model.path)
-            save_settings(self.settings)
+            self._save_settings(self.settings)
         self.model_changed.emit(model)
 
     def _model_failed(self, message: str) -> None:
@@ -246,13 +247,28 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         if dialog.exec():
             self.apply_settings(dialog.values(), token=dialog.token_value())
 
+    def _save_settings(self, settings: Settings) -> None:
+        try:
+            save_settings(settings)
+        except SettingsError as exc:  # an unwritable config folder, a full disk: say so, keep going
+            self.show_problem("Settings not saved", str(exc))
+
+    def show_problem(self, title: str, message: str) -> None:
+        """A problem the user should know about but that does not stop the app: a box that
+        does not block (the window stays usable) and the status bar."""
+        self.statusBar().showMessage(message, 30000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.problem_shown.emit(message)
+
     def apply_settings(self, new: Settings, *, token: str | None = None, reload_now: bool | None = None) -> None:
         """Save and apply `new`. Changes that need the model loaded again do so when confirmed."""
         old = self.settings
         if token is not None and token != (self.tokens.load() or ""):
             self.statusBar().showMessage(self.tokens.save(token), 8000)
         self.settings = self.session.settings = new
-        save_settings(new)
+        self._save_settings(new)
         apply_appearance(new)
         if self.model is None or not old.needs_reload(new):
             return
@@ -282,7 +298,14 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         if item is None or self.busy:
             return
         self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
-        self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+        self.show_conversation(self.conversation_id)
+
+    def show_conversation(self, conversation_id: int) -> None:
+        """Draw a stored conversation; where the database is damaged, what can be read and why."""
+        messages = self.store.messages(conversation_id)
+        self.chat_view.show_messages([(m.role, m.content) for m in messages])
+        if messages.damaged:
+            self.show_problem("Conversation damaged", messages.damaged)
 
     def new_chat(self) -> None:
         if self.busy:
@@ -305,7 +328,12 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self._answer(self.session.edit_last(self.conversation_id, text))
             return
         shown = self.conversation_id
-        pending = self.session.send(self.conversation_id, text)
+        try:
+            pending = self.session.send(self.conversation_id, text)
+        except StoreError as exc:  # a full disk: the message stays in the box, unsent
+            self.input.setPlainText(text)
+            self.show_problem("Message not sent", f"{exc}. Your message is still in the box; send it again later.")
+            return
         if pending.conversation_id == shown:  # only the new message needs drawing
             self.chat_view.append_message("user", text.strip())
             self._answer(pending, redraw=False)
@@ -332,7 +360,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.conversation_id = pending.conversation_id
         self.refresh_conversations()
         if redraw:
-            self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(self.conversation_id)])
+            self.show_conversation(self.conversation_id)
         self.chat_view.begin_answer()
         self._set_busy(True)
         self.engine.request_generate.emit(pending.messages, sampling_params(self.settings))
@@ -354,7 +382,14 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
     def _answer_done(self, done: AnswerDone) -> None:
         self.chat_view.end_answer()
-        self.session.answer_finished(self.conversation_id, done.text, complete=done.finish_reason != "cancelled")
+        try:
+            self.session.answer_finished(self.conversation_id, done.text, complete=done.finish_reason != "cancelled")
+        except StoreError as exc:  # shown, kept, saved before the next message (or exported)
+            self.show_problem(
+                "Answer not saved",
+                f"{exc}. The answer stays on screen and is saved as soon as there is room; "
+                "Conversation > Export keeps it too.",
+            )
         stats = done.stats
         self.speed_label.setText(
             f"{stats.decode_tokens_per_second:.1f} tok/s · prefill {stats.prefill_tokens_per_second:.0f} tok/s"

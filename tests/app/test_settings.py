@@ -46,3 +46,28 @@ def test_which_changes_need_a_model_reload():
     assert base.needs_reload(dataclasses.replace(base, context_length=4096))
     assert base.needs_reload(dataclasses.replace(base, kv_cache_type="q8_0"))
     assert not base.needs_reload(dataclasses.replace(base, temperature=1.0, theme="dark"))
+
+
+def test_settings_that_cannot_be_read_are_reported_and_kept_aside(isolated_app_folders):
+    # issue 17, item 4: a deeply nested file stopped the start (RecursionError); an invalid one
+    # was replaced by defaults without a word, and the model path was gone
+    settings_path().parent.mkdir(parents=True)
+    for text in ("[" * 100_000 + "]" * 100_000, '{"values": 3}'):
+        settings_path().write_text(text, encoding="utf-8")
+        problems: list[str] = []
+        assert load_settings(problems=problems) == Settings()
+        assert len(problems) == 1 and "defaults are in use" in problems[0]
+        assert f"kept as {settings_path()}.corrupt" in problems[0]
+        assert settings_path().with_name("settings.json.corrupt").read_text() == text
+
+
+def test_settings_that_cannot_be_saved_raise_a_message_not_an_oserror(isolated_app_folders):
+    import pytest
+
+    from app.settings import SettingsError
+
+    folder = settings_path().parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the config folder should be")  # unwritable even for root
+    with pytest.raises(SettingsError, match="Settings could not be saved to .*They apply until you quit"):
+        save_settings(Settings(temperature=0.1))

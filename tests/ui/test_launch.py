@@ -64,3 +64,23 @@ def test_self_test_answers_with_a_tiny_model_and_reports_a_broken_one(tmp_path, 
     broken.write_bytes(b"GGUF" + bytes(100))
     failed = self_test(str(broken))
     assert failed.returncode == 1 and "self-test FAILED" in failed.stderr and "broken.gguf" in failed.stderr
+
+
+def test_settings_that_cannot_be_saved_are_reported_in_the_window(qtbot, isolated_app_folders):
+    # issue 17, item 4: a PermissionError traceback on model load, and settings silently not saved
+    from dataclasses import replace
+
+    from app.settings import settings_path
+
+    folder = settings_path().parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the config folder should be")
+    window = MainWindow(ConversationStore(isolated_app_folders["data"] / "c.sqlite3"), Settings(), EngineThread())
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.problem_shown, timeout=5000) as shown:
+        window.apply_settings(replace(window.settings, font_size=14))
+    assert "Settings could not be saved" in shown.args[0]
+    assert window.settings.font_size == 14  # applied all the same, until the app quits
+    assert "Settings could not be saved" in window.statusBar().currentMessage()
+    window.close()
