@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean screenshot screenshot-safe-mode package
+.PHONY: run test lint clean screenshot screenshot-safe-mode screenshot-dialogs package
 
 $(INSTALLED): pyproject.toml installers/install_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ screenshot-safe-mode: $(INSTALLED)
 	for theme in light dark; do \
 		env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" \
 			$(PY) docs/screenshot.py build/screenshots/safe-mode-$$theme.png --theme $$theme --safe-mode; \
+	done
+
+# The dialogs (settings with the KV cache costs; the database-recovery one), light and dark.
+screenshot-dialogs: $(INSTALLED)
+	command -v xvfb-run >/dev/null && dpkg -s $(QT_X11_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq $(QT_X11_PACKAGES))
+	for theme in light dark; do \
+		env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" \
+			$(PY) docs/screenshot.py build/screenshots/window-$$theme.png --theme $$theme --dialogs; \
 	done
 
 clean:

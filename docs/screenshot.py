@@ -48,7 +48,37 @@ def record_fast_kernels_crashing() -> None:
     kernel_verdict(data_dir(), command=lambda k: SEGFAULT if k is Kernels.FAST else probe_command(k))
 
 
-def main(out: Path, theme: str = "system", safe_mode: bool = False) -> int:
+def _grab_dialogs(app, window, out: Path) -> bool:
+    """Settings (the KV cache costs, the processor note) and the dialog shown when the
+    conversation database cannot be opened, next to `out`."""
+    from ui.settings_dialog import SettingsDialog
+    from ui.store_recovery import StoreRecovery
+
+    ok = True
+    dialogs = {
+        "settings": SettingsDialog(
+            window.settings,
+            window.catalog,
+            total_ram_bytes=16 << 30,
+            token=None,
+            kernel_note=window.model.kernel_note,
+            parent=window,
+        ),  # fmt: skip
+        "store-recovery": StoreRecovery(
+            Path("~/.local/share/SmallThinker/conversations.sqlite3").expanduser(),
+            "cannot open the conversation database .../conversations.sqlite3: file is not a database",
+            parent=window,
+        ),
+    }
+    for name, dialog in dialogs.items():
+        dialog.show()
+        app.processEvents()
+        ok = dialog.grab().save(str(out.with_name(f"{out.stem}-{name}.png"))) and ok
+        dialog.close()
+    return ok
+
+
+def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
         os.environ["SMALLTHINKER_DATA_DIR"] = str(Path(tmp) / "data")
         os.environ["SMALLTHINKER_CONFIG_DIR"] = str(Path(tmp) / "config")
@@ -61,7 +91,6 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False) -> int:
         from ui.appearance import apply_appearance
         from ui.engine_worker import EngineThread
         from ui.main_window import MainWindow
-        from ui.settings_dialog import SettingsDialog
 
         app = QApplication(sys.argv[:1])
         settings = Settings(max_tokens=60, temperature=0.0, theme=theme)
@@ -96,15 +125,8 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False) -> int:
         app.exec()
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(out))
-        if safe_mode:
-            dialog = SettingsDialog(
-                window.settings, window.catalog, total_ram_bytes=16 << 30, token=None,
-                kernel_note=window.model.kernel_note, parent=window,
-            )  # fmt: skip
-            dialog.show()
-            app.processEvents()
-            ok = dialog.grab().save(str(out.with_name(out.stem + "-settings.png"))) and ok
-            dialog.close()
+        if dialogs:
+            ok = _grab_dialogs(app, window, out) and ok
         window.close()
         print(f"saved {out}" if ok else f"could not save {out}")
         return 0 if ok else 1
@@ -117,5 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path, nargs="?", default=Path("docs/main-window.png"))
     parser.add_argument("--theme", choices=["system", "light", "dark"], default="system")
     parser.add_argument("--safe-mode", action="store_true")
+    parser.add_argument("--dialogs", action="store_true", help="also the settings and database-recovery dialogs")
     args = parser.parse_args()
-    sys.exit(main(args.out, args.theme, args.safe_mode))
+    sys.exit(main(args.out, args.theme, args.safe_mode, args.dialogs or args.safe_mode))
