@@ -113,7 +113,7 @@ Q8_0_KV_FRACTION = 34 / 64
 # What q8_0 costs against f16 at 4K tokens of context on the 4B shape, measured with
 # bench/context.py (README, "Speed as the conversation grows"): it needs flash attention,
 # which reads prompts and decodes slower on the CPU.
-Q8_0_COST = "at 4K tokens of context, prompts are read about 2x slower and answers come about 20% slower"
+Q8_0_COST = "at 4K tokens prompts read about 2x and answers about 20% slower"
 
 
 def _mib(n: int | float) -> str:
@@ -122,7 +122,7 @@ def _mib(n: int | float) -> str:
 
 def kv_cache_summary(n_ctx: int, catalog: ModelCatalog) -> str:
     """What each KV cache type costs at a context length, for the settings dialog."""
-    f16 = [(e.display_name, e.kv_bytes(n_ctx)) for e in catalog.entries]
-    full = " and ".join(f"{_mib(size)} for {name}" for name, size in f16)
-    half = " and ".join(_mib(size * Q8_0_KV_FRACTION) for _, size in f16)
-    return f"At {n_ctx:,} tokens, f16 takes {full}; q8_0 takes {half} but is slower: {Q8_0_COST}."
+    f16 = [(e.display_name.removeprefix("SmallThinker "), e.kv_bytes(n_ctx)) for e in catalog.entries]
+    full = ", ".join(f"{_mib(size)} ({name})" for name, size in f16)
+    half = ", ".join(f"{_mib(size * Q8_0_KV_FRACTION)} ({name})" for name, size in f16)
+    return f"At {n_ctx:,} tokens f16 takes {full}; q8_0 {half}, but {Q8_0_COST}."

@@ -104,6 +104,11 @@ class SettingsDialog(QDialog):
         self.kernel_label.setAccessibleName("processor note")
         self.kernel_label.setAccessibleDescription(kernel_note)
         self._build_layout(browse)
+        # A form row does not grow with a wrapped label's text (a top-level window ignores
+        # height-for-width): room for the lines they take in a dialog this wide.
+        for label, lines in ((self.budget_label, 3), (self.kv_label, 4)):
+            label.setMinimumHeight(label.fontMetrics().lineSpacing() * lines + 4)
+        self.setMinimumWidth(760)
 
     def _combo(self, choices: tuple[str, ...], current: str, name: str) -> QComboBox:
         box = QComboBox()

@@ -34,11 +34,11 @@ def test_the_kv_cache_choice_shows_its_memory_at_the_chosen_context(qtbot):
     dialog = SettingsDialog(Settings(context_length=4096), catalog, total_ram_bytes=16 * GIB, token=None)
     qtbot.addWidget(dialog)
     small = catalog.get("4b")
-    assert f"{small.kv_bytes(4096) >> 20} MiB for SmallThinker 4B" in dialog.kv_label.text()
+    assert f"{small.kv_bytes(4096) >> 20} MiB (4B)" in dialog.kv_label.text()
     dialog.context_length.setValue(16384)
     text = dialog.kv_label.text()
-    assert f"At 16,384 tokens, f16 takes {small.kv_bytes(16384) >> 20} MiB for SmallThinker 4B" in text
-    assert f"q8_0 takes {round(small.kv_bytes(16384) * 34 / 64) >> 20} MiB" in text and "slower" in text
+    assert f"At 16,384 tokens f16 takes {small.kv_bytes(16384) >> 20} MiB (4B)" in text
+    assert f"q8_0 {round(small.kv_bytes(16384) * 34 / 64) >> 20} MiB (4B)" in text and "slower" in text
 
 
 def test_the_budget_slider_notes_where_a_budget_cannot_be_kept(qtbot, monkeypatch):
