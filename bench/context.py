@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 if not __package__:  # run as a file: `engine` must be the package, not this file
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.engine import peak_rss_bytes, timed_stream, token_events  # noqa: E402
+from bench.engine import child_figures, peak_rss_bytes, timed_stream, token_events  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
 from engine.config import EngineConfig, FlashAttention, KvType, SamplingParams  # noqa: E402
 from engine.engine import Engine  # noqa: E402
@@ -156,15 +155,8 @@ def child_reference(model: Path, length: int) -> dict:
 
 
 def run_child(model: Path, setup: str, length: int) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", setup, "--model", str(model), "--lengths", str(length)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the {setup} run at {length} tokens failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = [__file__, "--child", setup, "--model", str(model), "--lengths", str(length)]
+    return child_figures(argv, f"{setup} run at {length} tokens")
 
 
 def measure(model: Path, setups: list[str], lengths: list[int], label: str) -> dict[str, dict[int, dict]]:

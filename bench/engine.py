@@ -161,16 +161,16 @@ def child_reference(model: Path) -> dict:
     return figures
 
 
-def run_child(kind: str, model: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--model", str(model)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def child_figures(argv: list[str], what: str) -> dict:
+    """Run a benchmark's child process; its figures are the JSON object on its last line."""
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"the {kind} run failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"the {what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_child(kind: str, model: Path) -> dict:
+    return child_figures([__file__, "--child", kind, "--model", str(model)], f"{kind} run")
 
 
 def main() -> None:

@@ -49,6 +49,16 @@ def _double(name: str, value: float, step: float) -> QDoubleSpinBox:
     return box
 
 
+def _stacked(control: QWidget, note: QLabel) -> QWidget:
+    """A control with its explanation under it, as one form field."""
+    box = QVBoxLayout()
+    box.addWidget(control)
+    box.addWidget(note)
+    widget = QWidget()
+    widget.setLayout(box)
+    return widget
+
+
 class SettingsDialog(QDialog):
     def __init__(
         self,
@@ -127,18 +137,8 @@ class SettingsDialog(QDialog):
         form.addRow("Top-k", self.top_k)
         form.addRow("Max tokens per answer", self.max_tokens)
         form.addRow("System prompt", self.system_prompt)
-        budget_box = QVBoxLayout()
-        budget_box.addWidget(self.budget)
-        budget_box.addWidget(self.budget_label)
-        budget_widget = QWidget()
-        budget_widget.setLayout(budget_box)
-        form.addRow("Memory budget" + reload_note, budget_widget)
-        kv_box = QVBoxLayout()
-        kv_box.addWidget(self.kv_type)
-        kv_box.addWidget(self.kv_label)
-        kv_widget = QWidget()
-        kv_widget.setLayout(kv_box)
-        form.addRow("KV cache type" + reload_note, kv_widget)
+        form.addRow("Memory budget" + reload_note, _stacked(self.budget, self.budget_label))
+        form.addRow("KV cache type" + reload_note, _stacked(self.kv_type, self.kv_label))
         if self.kernel_label.text():
             form.addRow("Processor", self.kernel_label)
         form.addRow("Theme", self.theme)
