@@ -37,6 +37,7 @@ from engine.memory_plan import choose_memory_mode, managed_weights_budget
 from engine.memory_report import MemoryReport, process_rss
 from engine.model_info import inspect_model
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
+from engine.weight_layout import WeightLayout
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Engine:
         self._rt = LlamaRuntime(
             self.info,
             self.config,
-            repack=self.repacked,
+            layout=self.layout,
             cb_eval=cb_eval,
             on_load_progress=on_load_progress,
         )
@@ -101,7 +102,7 @@ class Engine:
         self.template = ChatTemplate(self.info.chat_template, eos_token=self._rt.token_text(self._eos()))
         self._encoder = PromptEncoder(self.template, self._rt.tokenize)
         self.model_bytes = int(llama_cpp.llama_model_size(self._rt.model.model))
-        self._mappings = [] if self.repacked else page_control.file_mappings(self.info.path)
+        self._mappings = [] if self.repacked else page_control.mappings_of(self.info.path)
         self._tokens: list[int] = []  # what sequence 0 of the KV cache holds
         self._store = ConversationCacheStore(
             max_entries=self.config.saved_conversations,
@@ -124,9 +125,19 @@ class Engine:
         return verdict.kernels, verdict.reason
 
     @property
+    def layout(self) -> WeightLayout:
+        """In memory, everything in llama.cpp's fastest layout; file-backed, the experts stay
+        on the mapped file (evictable) and the rest is repacked. The safe kernels repack nothing."""
+        if self.kernels is not Kernels.FAST:
+            return WeightLayout.MAPPED
+        if self.memory_mode is MemoryMode.IN_MEMORY:
+            return WeightLayout.REPACKED
+        return WeightLayout.EXPERTS_MAPPED
+
+    @property
     def repacked(self) -> bool:
-        """Weights copied into llama.cpp's fastest layout (only in memory, only with the fast kernels)."""
-        return self.memory_mode is MemoryMode.IN_MEMORY and self.kernels is Kernels.FAST
+        """Every weight copied into llama.cpp's fastest layout (in memory, the fast kernels)."""
+        return self.layout is WeightLayout.REPACKED
 
     def _expert_manager(self) -> ExpertManager | None:
         budget = managed_weights_budget(self.info, self.config, self.kv.total_bytes, self.memory_mode)
@@ -151,7 +162,7 @@ class Engine:
         try:
             if not mappings:
                 raise EngineError(f"llama.cpp's mapping of {self.info.path.name} was not found")
-            self.experts.attach(mappings[0])
+            self.experts.attach(mappings[0], copied=self._rt.copied_ranges)
         except BaseException:
             self.experts.close()
             self._rt.close()
@@ -363,9 +374,8 @@ class Engine:
         stats = self.experts.stats() if self.experts is not None else None
         if stats is not None and not fresh and stats.resident_bytes is not None:
             resident = stats.resident_bytes
-        elif not self.repacked:  # llama.cpp computes on the mapped file's pages
-            mapped = self._mappings
-            resident = sum(page_control.resident_bytes(start, end) for start, end in mapped) if mapped else None
+        elif not self.repacked:  # llama.cpp computes on the mapped file's pages (and its copies)
+            resident = self._mapped_resident_bytes() if self._mappings else None
         else:
             resident = self.model_bytes  # read into anonymous memory at load
         return MemoryReport(
@@ -381,6 +391,18 @@ class Engine:
             weights_budget_bytes=stats.budget_bytes if stats is not None else None,
             expert_hit_rate=stats.hit_rate if stats is not None and stats.hits + stats.misses else None,
         )
+
+    def _mapped_resident_bytes(self) -> int:
+        """The mapping's resident pages, less those of weights llama.cpp copied out, plus the copies."""
+        resident = 0
+        for mapping in self._mappings:
+            copies = [
+                page_control.pages_inside(mapping.address(offset), nbytes)
+                for offset, nbytes in self._rt.copied_ranges
+                if mapping.covers(offset, nbytes)
+            ]
+            resident += page_control.resident_bytes_outside(mapping.start, mapping.end, copies)
+        return resident + self._rt.copied_weight_bytes
 
     def close(self) -> None:
         if self._store.folder is not None and self._tokens:

@@ -17,9 +17,11 @@ from llama_cpp import _internals
 from engine import llama_log
 from engine.config import EngineConfig, KvType, SamplingParams
 from engine.errors import EngineError, ModelLoadError
-from engine.experts.page_control import drop_mapped_pages
+from engine.experts.page_control import drop_file_ranges, drop_mapped_pages
 from engine.ggml_libs import load_backends
+from engine.kernel_check import llama_system_info
 from engine.model_info import ModelInfo
+from engine.weight_layout import WeightLayout, repack_overrides
 
 SEQ = 0  # the engine keeps one live sequence and swaps conversations in and out of it
 _GGML_TYPES = {KvType.F16: 1, KvType.Q8_0: 8}  # enum ggml_type
@@ -36,9 +38,10 @@ class DecodeAbortedError(EngineError):
 
 class LlamaRuntime:
     def __init__(
-        self, info: ModelInfo, config: EngineConfig, *, repack: bool, cb_eval=None, on_load_progress=None
+        self, info: ModelInfo, config: EngineConfig, *, layout: WeightLayout, cb_eval=None, on_load_progress=None
     ) -> None:
         self.info = info
+        repack = layout is WeightLayout.REPACKED
         if load_backends() == 0:
             raise ModelLoadError("llama.cpp has no CPU backend for this processor (the installation is incomplete?)")
         self._stack = ExitStack()
@@ -52,6 +55,10 @@ class LlamaRuntime:
         # pages themselves, which stay evictable and re-readable.
         model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
         model_params.use_extra_bufts = repack
+        # EXPERTS_MAPPED: the weights every token uses are repacked, the experts stay mapped.
+        self.overrides = repack_overrides(info, llama_system_info()) if layout is WeightLayout.EXPERTS_MAPPED else None
+        if self.overrides is not None:
+            model_params.tensor_buft_overrides = self.overrides.pointer()
         try:
             self.model = self._stack.enter_context(
                 closing(_internals.LlamaModel(path_model=str(info.path), params=model_params, verbose=False))
@@ -61,6 +68,8 @@ class LlamaRuntime:
             raise ModelLoadError(f"llama.cpp could not load {info.path.name}: {reason}") from None
         if repack:
             drop_mapped_pages(info.path)  # the pages of the last tensors loaded
+        elif self.overrides is not None:
+            drop_file_ranges(info.path, self.copied_ranges)
         self._cb_eval = cb_eval  # keep the ctypes callback alive as long as the context
         self.ctx = self._stack.enter_context(closing(self._make_context(config, cb_eval)))
         self.n_batch = config.batch
@@ -113,6 +122,16 @@ class LlamaRuntime:
         except ValueError:
             reason = llama_log.last_error() or "not enough memory for this context length?"
             raise ModelLoadError(f"llama.cpp could not create a context of {config.n_ctx} tokens: {reason}") from None
+
+    @property
+    def copied_ranges(self) -> list[tuple[int, int]]:
+        """(file offset, bytes) of the weights llama.cpp copied out of the mapping into memory
+        of its own (in the EXPERTS_MAPPED layout): their file pages are no longer the model's."""
+        return [(t.offset, t.nbytes) for t in self.overrides.tensors] if self.overrides is not None else []
+
+    @property
+    def copied_weight_bytes(self) -> int:
+        return sum(nbytes for _, nbytes in self.copied_ranges)
 
     def close(self) -> None:
         self._stack.close()

@@ -1,6 +1,6 @@
 """Keep a model's resident bytes within a budget, reading experts just before they are used.
 
-llama.cpp maps the file (no repacking, so every weight is an evictable file page). The
+llama.cpp maps the experts from the file (not repacked: evictable file pages). The
 router hook tells us each layer's experts before the layer's attention runs, and guesses
 the next layers' from the same hidden state; the cache decides which experts stay; the I/O
 thread evicts the losers and reads the misses, then the guesses, while attention computes.
@@ -195,6 +195,8 @@ class ExpertManager:
         }
         self._io: ExpertIO | None = None
         self._mapping: FileMapping | None = None
+        self._copied = 0
+        self._copied_pages: list[tuple[int, int]] = []
         self._last_sweep = 0.0
         self._sweep_interval = SWEEP_SECONDS[0]
         self._stamp = 0  # accesses made: a read queued for an earlier one is stale
@@ -205,12 +207,19 @@ class ExpertManager:
         return max(self.map.n_expert, (self.budget_bytes - fixed - self._margin) // self.map.expert_bytes)
 
     # --- set-up -------------------------------------------------------------------------------
-    def attach(self, mapping: FileMapping) -> None:
+    def attach(self, mapping: FileMapping, copied: list[tuple[int, int]] = ()) -> None:
         """Start managing llama.cpp's mapping: evict every expert, then read them on demand.
 
         llama.cpp maps the file with MAP_POPULATE, so right after loading the whole model is
-        in RAM; from here on only the budget is.
+        in RAM; from here on only the budget is. `copied`: (file offset, bytes) of weights
+        llama.cpp keeps in memory of its own (repacked, see engine/weight_layout.py): resident
+        for good and counted in the budget, while their file pages no longer count.
         """
+        self._copied = sum(nbytes for _, nbytes in copied)
+        self._copied_pages = [
+            ((start - mapping.start) // PAGE, (end - mapping.start) // PAGE)
+            for start, end in (pages_inside(mapping.address(offset), nbytes) for offset, nbytes in copied)
+        ]
         first = min(t.offset for t in self.info.tensors.values())
         if not mapping.covers(first, self.info.file_size - first):
             raise EngineError("llama.cpp's mapping does not cover the model's weights")
@@ -368,6 +377,8 @@ class ExpertManager:
         """On the I/O thread: measure residency, evict stray expert pages, re-measure fixed bytes."""
         mapping = self._mapping
         resident = residency(mapping.start, mapping.end)
+        for first, last in self._copied_pages:
+            resident[first:last] = False
         cumulative = np.concatenate(([0], np.cumsum(resident, dtype=np.int64)))
         pages = self._key_pages
         per_key = (cumulative[pages[:, :, 1]] - cumulative[pages[:, :, 0]]).sum(axis=1)
@@ -375,7 +386,7 @@ class ExpertManager:
         self._io.evict_now(stray)
         shortest, longest = SWEEP_SECONDS
         self._sweep_interval = shortest if len(stray) else min(longest, self._sweep_interval * 2)
-        total = int(cumulative[-1]) * PAGE
+        total = int(cumulative[-1]) * PAGE + self._copied
         self._resident = total - int(per_key[stray].sum()) * PAGE
         self._peak = max(self._peak or 0, total)
         self._fixed = total - int(per_key.sum()) * PAGE

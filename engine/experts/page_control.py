@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import logging
 import mmap
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,36 @@ def residency(start: int, end: int) -> np.ndarray:
 def resident_bytes(start: int, end: int) -> int:
     """Bytes of [start, end) that are in RAM, by mincore (start must be page aligned)."""
     return int(np.count_nonzero(residency(start, end))) * PAGE
+
+
+def drop_file_ranges(path: Path, ranges: list[tuple[int, int]]) -> None:
+    """Unmap and drop from the page cache the whole pages inside each (offset, nbytes) of `path`.
+
+    For weights llama.cpp copied into memory of its own: their file pages are then dead
+    weight. Best effort: a large folio of the page cache (Linux 6.x reads files in folios up
+    to 2 MiB) that also holds pages still mapped stays, so residency figures leave these
+    ranges out (`resident_bytes_outside`) rather than trust the drop.
+    """
+    if not SUPPORTED:
+        return
+    for mapping in mappings_of(path):
+        for offset, nbytes in ranges:
+            if mapping.covers(offset, nbytes):
+                madvise(*pages_inside(mapping.address(offset), nbytes), MADV_DONTNEED)
+    with open(path, "rb") as file:
+        for offset, nbytes in ranges:
+            start, end = pages_inside(offset, nbytes)
+            os.posix_fadvise(file.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+
+
+def resident_bytes_outside(start: int, end: int, holes: list[tuple[int, int]]) -> int:
+    """resident_bytes of [start, end) not counting the page-aligned [hole start, hole end)s."""
+    resident = residency(start, end)
+    for hole_start, hole_end in holes:
+        first, last = max(hole_start, start), min(hole_end, end)
+        if first < last:
+            resident[(first - start) // PAGE : (last - start) // PAGE] = False
+    return int(np.count_nonzero(resident)) * PAGE
 
 
 def drop_mapped_pages(path: Path) -> int:
