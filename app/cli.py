@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from app import cli_summarize
+from app import cli_serve, cli_summarize
 from app.catalog import ModelCatalog
 from app.downloads import DownloadProgress, ModelDownloader
 from app.errors import AppError
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models-dir", type=Path, help="where models are kept (default: the folder set in Settings)")
 
     cli_summarize.add_parser(sub)
+    cli_serve.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkouts only)")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
@@ -190,6 +191,7 @@ BENCHMARKS = {
     "context": "context.py",
     "engine": "engine.py",
     "memory": "memory_budget.py",
+    "server": "server.py",
     "summarize": "summarize.py",
     "ui": "ui.py",
 }
@@ -209,6 +211,7 @@ _COMMANDS = {
     "models": _run_models,
     "bench": _run_bench,
     "summarize": cli_summarize.run,
+    "serve": cli_serve.run,
 }
 
 

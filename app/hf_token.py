@@ -18,9 +18,15 @@ SERVICE = "SmallThinker Desktop"
 ACCOUNT = "huggingface-token"
 
 
+SERVER_KEY_ACCOUNT = "server-api-key"  # the local server's API key (app/server/)
+
+
 class TokenStore:
-    def __init__(self) -> None:
+    """One secret in the keyring: the Hugging Face token by default, or another `account`."""
+
+    def __init__(self, account: str = ACCOUNT, label: str = "Token") -> None:
         self._session_token: str | None = None
+        self.account, self.label = account, label
 
     def save(self, token: str) -> str:
         """Store `token`; return a sentence for the user about where it went."""
@@ -28,14 +34,14 @@ class TokenStore:
         self._session_token = token or None
         try:
             if token:
-                keyring.set_password(SERVICE, ACCOUNT, token)
+                keyring.set_password(SERVICE, self.account, token)
             else:
                 self._delete()
-            return "Token saved in the system keyring." if token else "Token removed."
+            return f"{self.label} saved in the system keyring." if token else f"{self.label} removed."
         except keyring.errors.KeyringError as exc:
             log.warning("no usable keyring: %s", type(exc).__name__)
             return (
-                "No system keyring is available, so the token cannot be saved; "
+                f"No system keyring is available, so the {self.label.lower()} cannot be saved; "
                 "it will be used until SmallThinker closes."
             )
 
@@ -43,10 +49,10 @@ class TokenStore:
         if self._session_token:
             return self._session_token
         try:
-            return keyring.get_password(SERVICE, ACCOUNT)
+            return keyring.get_password(SERVICE, self.account)
         except keyring.errors.KeyringError:
             return None
 
     def _delete(self) -> None:
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
-            keyring.delete_password(SERVICE, ACCOUNT)
+            keyring.delete_password(SERVICE, self.account)

@@ -40,6 +40,11 @@ class Settings:
     font_size: int = field(default=11, metadata={"bounds": (6, 32)})
     models_dir: str = ""  # empty: the default folder
     model_path: str = ""  # the model last loaded
+    # The OpenAI-compatible server over the loaded model (app/server/); its API key is in
+    # the keyring (app/hf_token.py's store), never here.
+    server_enabled: bool = False
+    server_port: int = field(default=8321, metadata={"bounds": (1024, 65535)})
+    server_on_network: bool = False  # listen on every interface, not only this computer's
 
     # Changing these means loading the model again.
     RELOAD_FIELDS = ("threads", "context_length", "memory_budget_gib", "kv_cache_type", "model_path")

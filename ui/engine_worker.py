@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.documents import read_document
 from app.errors import AppError
+from app.server.host import EngineHost, NoModelError, TurnCancelledError, model_id_for
 from app.summarizer import Summarizer
 from engine.chunks import ChatStats
 from engine.config import EngineConfig, SamplingParams
@@ -59,9 +60,14 @@ class EngineWorker(QObject):
     summary_progress = Signal(object)  # SummaryProgress
     summary_done = Signal(object)  # SummaryResult (cancelled ones too: their parts are kept)
     summary_failed = Signal(str)
+    host_changed = Signal(object)  # HostState: who is using the engine (the chat, the server), who waits
 
     def __init__(self) -> None:
         super().__init__()
+        # The loaded engine, shared with the local server: the chat and each server request
+        # take turns at it (app/server/host.py).
+        self.host = EngineHost()
+        self.host.add_listener(self.host_changed.emit)  # from any thread; Qt queues it to the GUI
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()  # the GUI thread reads memory reports
         self._stop = threading.Event()
@@ -78,10 +84,7 @@ class EngineWorker(QObject):
     @Slot(str, object)
     def load(self, path: str, config: EngineConfig) -> None:
         try:
-            with self._engine_lock:
-                if self._engine is not None:
-                    self._engine.close()
-                    self._engine = None
+            self._unload()
             last_percent = [-1]
 
             def report(fraction: float) -> None:
@@ -100,6 +103,7 @@ class EngineWorker(QObject):
             return
         with self._engine_lock:
             self._engine = engine
+        self.host.set_engine(engine, model_id_for(path))
         info = engine.info
         self.loaded.emit(
             LoadedModel(
@@ -115,57 +119,67 @@ class EngineWorker(QObject):
     @Slot(object, object)
     def generate(self, messages: tuple[tuple[str, str], ...], sampling: SamplingParams) -> None:
         self._stop.clear()
-        engine = self._engine
-        if engine is None:
-            self.answer_failed.emit("No model is loaded yet.")
-            return
-        parts: list[str] = []
-        pending: list[str] = []
-        last_emit = time.monotonic()
         try:
-            chat = [{"role": role, "content": content} for role, content in messages]
-            for chunk in engine.stream_chat(chat, sampling, self._stop):
-                parts.append(chunk.text)
-                pending.append(chunk.text)
-                now = time.monotonic()
-                if pending and (now - last_emit >= _EMIT_INTERVAL or chunk.is_final):
-                    self.text_streamed.emit("".join(pending))
-                    pending.clear()
-                    last_emit = now
-                if chunk.is_final:
-                    self.answer_done.emit(
-                        AnswerDone("".join(parts), chunk.finish_reason.value, chunk.stats, chunk.notice)
-                    )
+            with self.host.use("chat", self._stop) as engine:  # after any server request in progress
+                chat = [{"role": role, "content": content} for role, content in messages]
+                self._stream(engine.stream_chat(chat, sampling, self._stop))
+        except NoModelError:
+            self.answer_failed.emit("No model is loaded yet.")
+        except TurnCancelledError:
+            self.answer_failed.emit("Stopped before the answer began (the local server was answering a request).")
         except EngineError as exc:
             self.answer_failed.emit(str(exc))
         except Exception as exc:
             log.exception("generation failed")
             self.answer_failed.emit(f"The answer failed unexpectedly: {exc}")
 
+    def _stream(self, chunks) -> None:
+        parts: list[str] = []
+        pending: list[str] = []
+        last_emit = time.monotonic()
+        for chunk in chunks:
+            parts.append(chunk.text)
+            pending.append(chunk.text)
+            now = time.monotonic()
+            if pending and (now - last_emit >= _EMIT_INTERVAL or chunk.is_final):
+                self.text_streamed.emit("".join(pending))
+                pending.clear()
+                last_emit = now
+            if chunk.is_final:
+                self.answer_done.emit(AnswerDone("".join(parts), chunk.finish_reason.value, chunk.stats, chunk.notice))
+
     @Slot(str, object)
     def summarize(self, path: str, sampling: SamplingParams) -> None:
         """Summarise a document with the loaded model; Stop cancels within the section."""
         self._stop.clear()
-        engine = self._engine
-        if engine is None:
-            self.summary_failed.emit("Load a model first (File > Open GGUF file…).")
-            return
         try:
             document = read_document(path)
-            result = Summarizer(engine, sampling=sampling).summarize(document, self.summary_progress.emit, self._stop)
+            with self.host.use("summary", self._stop) as engine:
+                result = Summarizer(engine, sampling=sampling).summarize(
+                    document, self.summary_progress.emit, self._stop
+                )
             self.summary_done.emit(result)
+        except NoModelError:
+            self.summary_failed.emit("Load a model first (File > Open GGUF file…).")
+        except TurnCancelledError:
+            self.summary_failed.emit("Stopped before the summary began (the local server was answering a request).")
         except (AppError, EngineError) as exc:
             self.summary_failed.emit(str(exc))
         except Exception as exc:
             log.exception("summarising %s failed", path)
             self.summary_failed.emit(f"Summarising failed unexpectedly: {exc}")
 
-    @Slot()
-    def shutdown(self) -> None:
+    def _unload(self) -> None:
+        """Close the loaded engine, once no server request is using it."""
+        self.host.set_engine(None)
         with self._engine_lock:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    @Slot()
+    def shutdown(self) -> None:
+        self._unload()
 
 
 class EngineThread(WorkerThread):

@@ -27,8 +27,9 @@ from app.catalog import ModelCatalog
 from app.chat_session import ChatSession
 from app.conversations import ConversationStore, StoreError
 from app.engine_settings import engine_config, sampling_params
+from app.errors import AppError
 from app.hardware import probe_hardware
-from app.hf_token import TokenStore
+from app.hf_token import SERVER_KEY_ACCOUNT, TokenStore
 from app.model_choice import recommend
 from app.settings import Settings, SettingsError, save_settings
 from ui.appearance import apply_appearance
@@ -37,6 +38,7 @@ from ui.conversation_actions import ConversationActions
 from ui.download_worker import DownloadThread
 from ui.engine_worker import AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
+from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
 from ui.summary_actions import SummaryActions
 
@@ -67,6 +69,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.downloads = downloads or DownloadThread()
         self.catalog = ModelCatalog.load()
         self.tokens = TokenStore()
+        self.server = ServerControl(engine.worker.host, TokenStore(SERVER_KEY_ACCOUNT, "API key"), self)
         self.session = ChatSession(store, settings)
         self.conversation_id: int | None = None
         self.model: LoadedModel | None = None
@@ -79,6 +82,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.refresh_conversations()
         self._memory_timer = QTimer(self, interval=500, timeout=self._show_memory)
         self._memory_timer.start()
+        self._apply_server(settings)
 
     # --- layout ---------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -134,7 +138,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.setCentralWidget(splitter)
 
         self.speed_label, self.context_label, self.memory_label = QLabel(), QLabel(), QLabel()
-        for label in (self.speed_label, self.context_label, self.memory_label):
+        for label in (self.speed_label, self.context_label, self.memory_label, self.server.label):
             self.statusBar().addPermanentWidget(label)
 
     def _build_actions(self) -> None:
@@ -189,6 +193,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         worker.summary_progress.connect(self._summary_progress)
         worker.summary_done.connect(self._summary_done)
         worker.summary_failed.connect(self._summary_failed)
+        worker.host_changed.connect(self.server.host_changed)
 
     # --- model ------------------------------------------------------------------------------------
     def _download(self, model_id: str) -> None:
@@ -242,10 +247,12 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             total_ram_bytes=self.first_run.probe.total_ram_bytes,
             token=self.tokens.load(),
             kernel_note=self.model.kernel_note if self.model is not None else "",
+            server_key=self.server.keys.load(),
+            server_url=self.server.base_url,
             parent=self,
         )
         if dialog.exec():
-            self.apply_settings(dialog.values(), token=dialog.token_value())
+            self.apply_settings(dialog.values(), token=dialog.token_value(), server_key=dialog.server_key_value())
 
     def _save_settings(self, settings: Settings) -> None:
         try:
@@ -262,14 +269,24 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         box.open()
         self.problem_shown.emit(message)
 
-    def apply_settings(self, new: Settings, *, token: str | None = None, reload_now: bool | None = None) -> None:
+    def apply_settings(
+        self,
+        new: Settings,
+        *,
+        token: str | None = None,
+        server_key: str | None = None,
+        reload_now: bool | None = None,
+    ) -> None:
         """Save and apply `new`. Changes that need the model loaded again do so when confirmed."""
         old = self.settings
         if token is not None and token != (self.tokens.load() or ""):
             self.statusBar().showMessage(self.tokens.save(token), 8000)
+        if server_key is not None and server_key != (self.server.keys.load() or ""):
+            self.server.keys.save(server_key)
         self.settings = self.session.settings = new
         self._save_settings(new)
         apply_appearance(new)
+        self._apply_server(new)
         if self.model is None or not old.needs_reload(new):
             return
         if reload_now is None:
@@ -281,6 +298,15 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.load_model(self.model.path)
         else:
             self.statusBar().showMessage("The new model settings apply the next time the model loads.", 8000)
+
+    def _apply_server(self, settings: Settings) -> None:
+        try:
+            news = self.server.apply(settings)
+        except AppError as exc:
+            self.show_problem("Local server", str(exc))
+            return
+        if news:
+            self.statusBar().showMessage(news, 10000)
 
     # --- conversations ------------------------------------------------------------------------------
     def refresh_conversations(self) -> None:
@@ -427,6 +453,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self._memory_timer.stop()
+        self.server.stop()
         self.downloads.stop()
         self.engine.stop()
         super().closeEvent(event)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import fields, replace
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -19,6 +22,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -59,6 +63,12 @@ def _stacked(control: QWidget, note: QLabel) -> QWidget:
     return widget
 
 
+def _row(layout: QHBoxLayout) -> QWidget:
+    widget = QWidget()
+    widget.setLayout(layout)
+    return widget
+
+
 class SettingsDialog(QDialog):
     def __init__(
         self,
@@ -68,6 +78,8 @@ class SettingsDialog(QDialog):
         total_ram_bytes: int,
         token: str | None,
         kernel_note: str = "",
+        server_key: str | None = None,
+        server_url: str | None = None,
         parent=None,
     ) -> None:
         super().__init__(parent)
@@ -113,6 +125,7 @@ class SettingsDialog(QDialog):
         self.kernel_label.setToolTip(kernel_note)
         self.kernel_label.setAccessibleName("processor note")
         self.kernel_label.setAccessibleDescription(kernel_note)
+        self._build_server_controls(settings, server_key, server_url)
         self._build_layout(browse)
         # A form row does not grow with a wrapped label's text (a top-level window ignores
         # height-for-width): room for the lines they take in a dialog this wide.
@@ -127,35 +140,109 @@ class SettingsDialog(QDialog):
         box.setAccessibleName(name)
         return box
 
+    def _build_server_controls(self, settings: Settings, key: str | None, running_url: str | None) -> None:
+        self.server_enabled = QCheckBox("Serve the loaded model to other apps (OpenAI-compatible API)")
+        self.server_enabled.setChecked(settings.server_enabled)
+        self.server_port = _spin("server_port", settings.server_port)
+        self.server_network = QCheckBox("Also accept connections from other computers (needs the API key)")
+        self.server_network.setChecked(settings.server_on_network)
+        self.server_key = QLineEdit(key or "", echoMode=QLineEdit.EchoMode.Password)
+        self.server_key.setPlaceholderText("none: any app on this computer may connect")
+        self.server_key.setAccessibleName("server API key")
+        self.new_key = QPushButton("New key")
+        self.new_key.clicked.connect(lambda: self.server_key.setText(secrets.token_urlsafe(24)))
+        self.copy_key = QPushButton("Copy key")
+        self.copy_key.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.server_key.text()))
+        self.server_url = QLabel()
+        self.server_url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.copy_url = QPushButton("Copy base URL")
+        self.copy_url.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.base_url()))
+        self.server_note = QLabel()
+        self.server_note.setWordWrap(True)
+        self._running_url = running_url
+        for signal in (self.server_port.valueChanged, self.server_enabled.toggled, self.server_network.toggled):
+            signal.connect(self._show_server)
+        self._show_server()
+
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port.value()}/v1"
+
+    def _show_server(self, *_args) -> None:
+        self.server_url.setText(self.base_url())
+        if not self.server_enabled.isChecked():
+            note = "Off. When on, editors, scripts and agents can use the loaded model at this address."
+        elif self._running_url == self.base_url():
+            note = "Running. Clients use this base URL and the model name the server lists (GET /v1/models)."
+        else:
+            note = "Starts when you press OK. Clients use this base URL and the model name it lists."
+        if self.server_network.isChecked():
+            note += " Other computers use this computer's network address instead of 127.0.0.1."
+        self.server_note.setText(note)
+
     def _build_layout(self, browse: QPushButton) -> None:
-        form = QFormLayout()
         reload_note = " (reloads the model)"
-        form.addRow("Threads" + reload_note, self.threads)
-        form.addRow("Context length" + reload_note, self.context_length)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Top-p", self.top_p)
-        form.addRow("Top-k", self.top_k)
-        form.addRow("Max tokens per answer", self.max_tokens)
-        form.addRow("System prompt", self.system_prompt)
-        form.addRow("Memory budget" + reload_note, _stacked(self.budget, self.budget_label))
-        form.addRow("KV cache type" + reload_note, _stacked(self.kv_type, self.kv_label))
+        answers = QFormLayout()
+        answers.addRow("Temperature", self.temperature)
+        answers.addRow("Top-p", self.top_p)
+        answers.addRow("Top-k", self.top_k)
+        answers.addRow("Max tokens per answer", self.max_tokens)
+        answers.addRow("System prompt", self.system_prompt)
+        model = QFormLayout()
+        model.addRow("Threads" + reload_note, self.threads)
+        model.addRow("Context length" + reload_note, self.context_length)
+        model.addRow("Memory budget" + reload_note, _stacked(self.budget, self.budget_label))
+        model.addRow("KV cache type" + reload_note, _stacked(self.kv_type, self.kv_label))
         if self.kernel_label.text():
-            form.addRow("Processor", self.kernel_label)
-        form.addRow("Theme", self.theme)
-        form.addRow("Font size", self.font_size)
+            model.addRow("Processor", self.kernel_label)
         folder = QHBoxLayout()
         folder.addWidget(self.models_dir)
         folder.addWidget(browse)
-        folder_widget = QWidget()
-        folder_widget.setLayout(folder)
-        form.addRow("Models folder", folder_widget)
-        form.addRow("Hugging Face token (kept in the system keyring)", self.token)
+        model.addRow("Models folder", _row(folder))
+        model.addRow("Hugging Face token (kept in the system keyring)", self.token)
+        appearance = QFormLayout()
+        appearance.addRow("Theme", self.theme)
+        appearance.addRow("Font size", self.font_size)
+        server = QFormLayout()
+        server.addRow(self.server_enabled)
+        server.addRow("Port", self.server_port)
+        server.addRow(self.server_network)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.server_key, stretch=1)
+        key_row.addWidget(self.new_key)
+        key_row.addWidget(self.copy_key)
+        server.addRow("API key (kept in the system keyring)", _row(key_row))
+        url_row = QHBoxLayout()
+        url_row.addWidget(self.server_url, stretch=1)
+        url_row.addWidget(self.copy_url)
+        server.addRow("Base URL", _row(url_row))
+        server.addRow(self.server_note)
+        self.tabs = QTabWidget()
+        for title, form in (
+            ("Model and memory", model),
+            ("Answers", answers),
+            ("Appearance", appearance),
+            ("Server", server),
+        ):
+            page = QWidget()
+            page.setLayout(form)
+            self.tabs.addTab(page, title)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.tabs)
         layout.addWidget(buttons)
+
+    def accept(self) -> None:
+        if self.server_enabled.isChecked() and self.server_network.isChecked() and not self.server_key_value():
+            self.tabs.setCurrentIndex(self.tabs.count() - 1)
+            self.server_note.setText(
+                "Set an API key (New key) before accepting connections from other computers: "
+                "without one, anyone on the network could use the model."
+            )
+            self.server_key.setFocus()
+            return
+        super().accept()
 
     def _show_budget(self, gib: int) -> None:
         note = budget_platform_note()
@@ -185,7 +272,13 @@ class SettingsDialog(QDialog):
             theme=self.theme.currentText(),
             font_size=self.font_size.value(),
             models_dir=self.models_dir.text().strip(),
+            server_enabled=self.server_enabled.isChecked(),
+            server_port=self.server_port.value(),
+            server_on_network=self.server_network.isChecked(),
         ).checked()
 
     def token_value(self) -> str:
         return self.token.text().strip()
+
+    def server_key_value(self) -> str:
+        return self.server_key.text().strip()

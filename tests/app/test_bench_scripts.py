@@ -85,3 +85,10 @@ def test_context_benchmark_compares_lengths_and_the_window_cache(tiny_model_path
     # the window-bounded cache against swa_full at 16K: 3 of 4 layers keep 4096 + 512 cells, not 16K
     assert figures["kv_bytes_21b_window"] < figures["kv_bytes_21b_swa_full"]
     assert figures["kv_saving_21b"] > 0.5 and figures["decode_ratio_21b_window_over_swa_full"] > 0
+
+
+def test_server_benchmark_compares_ours_with_llama_cpp_python_s_server(tiny_model_path):
+    figures = _bench("server", "--model", str(tiny_model_path), "--requests", "4", "--clients", "2")
+    for side in ("ours", "theirs"):
+        assert figures[side]["requests"] == 4 and figures[side]["ttft_median_s"] > 0
+    assert figures["throughput_ratio"] > 0 and figures["ttft_speedup"] > 0
