@@ -49,8 +49,8 @@ def record_fast_kernels_crashing() -> None:
 
 
 def _grab_dialogs(app, window, out: Path) -> bool:
-    """Settings (the KV cache costs, the processor note) and the dialog shown when the
-    conversation database cannot be opened, next to `out`."""
+    """Settings (every tab: the KV cache costs, the processor note, the server) and the dialog
+    shown when the conversation database cannot be opened, next to `out`."""
     from ui.settings_dialog import SettingsDialog
     from ui.store_recovery import StoreRecovery
 
@@ -70,10 +70,17 @@ def _grab_dialogs(app, window, out: Path) -> bool:
             parent=window,
         ),
     }
+    settings = dialogs["settings"]
     for name, dialog in dialogs.items():
         dialog.show()
         app.processEvents()
         ok = dialog.grab().save(str(out.with_name(f"{out.stem}-{name}.png"))) and ok
+        if dialog is settings:  # its other tabs too
+            for index in range(1, settings.tabs.count()):
+                settings.tabs.setCurrentIndex(index)
+                app.processEvents()
+                tab = settings.tabs.tabText(index).lower().replace(" ", "-")
+                ok = dialog.grab().save(str(out.with_name(f"{out.stem}-{name}-{tab}.png"))) and ok
         dialog.close()
     return ok
 

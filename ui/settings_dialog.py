@@ -147,7 +147,7 @@ class SettingsDialog(QDialog):
         self.server_network = QCheckBox("Also accept connections from other computers (needs the API key)")
         self.server_network.setChecked(settings.server_on_network)
         self.server_key = QLineEdit(key or "", echoMode=QLineEdit.EchoMode.Password)
-        self.server_key.setPlaceholderText("none: any app on this computer may connect")
+        self.server_key.setPlaceholderText("optional on this computer")
         self.server_key.setAccessibleName("server API key")
         self.new_key = QPushButton("New key")
         self.new_key.clicked.connect(lambda: self.server_key.setText(secrets.token_urlsafe(24)))
