@@ -19,6 +19,7 @@ ACCOUNT = "huggingface-token"
 
 
 SERVER_KEY_ACCOUNT = "server-api-key"  # the local server's API key (app/server/)
+REMOTE_KEY_ACCOUNT = "remote-api-key"  # the key for a remote server the app answers through
 
 
 class TokenStore:

@@ -45,6 +45,11 @@ class Settings:
     server_enabled: bool = False
     server_port: int = field(default=8321, metadata={"bounds": (1024, 65535)})
     server_on_network: bool = False  # listen on every interface, not only this computer's
+    # Answer through another OpenAI-compatible server instead of a local model (app/remote_engine.py);
+    # its API key is in the keyring too.
+    remote_enabled: bool = False
+    remote_url: str = ""  # e.g. http://192.168.1.20:8321/v1
+    remote_model: str = ""  # empty: the first model the server lists
 
     # Changing these means loading the model again.
     RELOAD_FIELDS = ("threads", "context_length", "memory_budget_gib", "kv_cache_type", "model_path")
@@ -52,6 +57,11 @@ class Settings:
     def models_path(self) -> Path:
         """Where models are kept: the chosen folder, else the default one."""
         return Path(self.models_dir) if self.models_dir else default_models_dir()
+
+    REMOTE_FIELDS = ("remote_enabled", "remote_url", "remote_model")
+
+    def remote_changed(self, other: Settings) -> bool:
+        return any(getattr(self, name) != getattr(other, name) for name in self.REMOTE_FIELDS)
 
     def needs_reload(self, other: Settings) -> bool:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD_FIELDS)

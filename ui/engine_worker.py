@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.documents import read_document
 from app.errors import AppError
+from app.remote_engine import RemoteEngine
 from app.server.host import EngineHost, NoModelError, TurnCancelledError, model_id_for
 from app.summarizer import Summarizer
 from engine.chunks import ChatStats
@@ -30,6 +31,7 @@ from ui.worker_thread import WorkerThread
 log = logging.getLogger(__name__)
 
 _EMIT_INTERVAL = 1 / 30
+REMOTE_MODE = "remote"  # LoadedModel.memory_mode of a model answered by another server
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,25 @@ class EngineWorker(QObject):
             )
         )
 
+    @Slot(str, str, str, int)
+    def use_remote(self, base_url: str, api_key: str, model: str, n_ctx: int) -> None:
+        """Answer through another OpenAI-compatible server instead of a local model."""
+        started = time.perf_counter()
+        try:
+            self._unload()
+            remote = RemoteEngine(base_url, api_key, model, n_ctx=n_ctx)
+        except AppError as exc:
+            self.load_failed.emit(str(exc))
+            return
+        except Exception as exc:  # the thread boundary
+            log.exception("connecting to %s failed", base_url)
+            self.load_failed.emit(f"Connecting to {base_url} failed unexpectedly: {exc}")
+            return
+        with self._engine_lock:
+            self._engine = remote
+        self.host.set_engine(remote, remote.model)
+        self.loaded.emit(LoadedModel(remote.model, base_url, n_ctx, REMOTE_MODE, time.perf_counter() - started))
+
     @Slot(object, object)
     def generate(self, messages: tuple[tuple[str, str], ...], sampling: SamplingParams) -> None:
         self._stop.clear()
@@ -127,8 +148,8 @@ class EngineWorker(QObject):
             self.answer_failed.emit("No model is loaded yet.")
         except TurnCancelledError:
             self.answer_failed.emit("Stopped before the answer began (the local server was answering a request).")
-        except EngineError as exc:
-            self.answer_failed.emit(str(exc))
+        except (AppError, EngineError) as exc:  # AppError: a remote server's refusal, in words
+            self.answer_failed.emit(str(exc)[:1].upper() + str(exc)[1:])
         except Exception as exc:
             log.exception("generation failed")
             self.answer_failed.emit(f"The answer failed unexpectedly: {exc}")
@@ -178,6 +199,10 @@ class EngineWorker(QObject):
                 self._engine = None
 
     @Slot()
+    def unload(self) -> None:
+        self._unload()
+
+    @Slot()
     def shutdown(self) -> None:
         self._unload()
 
@@ -186,6 +211,8 @@ class EngineThread(WorkerThread):
     """The engine worker's thread; the GUI talks to the worker through these signals."""
 
     request_load = Signal(str, object)
+    request_remote = Signal(str, str, str, int)
+    request_unload = Signal()
     request_generate = Signal(object, object)
     request_summarize = Signal(str, object)
     request_shutdown = Signal()
@@ -193,6 +220,8 @@ class EngineThread(WorkerThread):
     def __init__(self) -> None:
         super().__init__(EngineWorker(), "engine")
         self.request_load.connect(self.worker.load)
+        self.request_remote.connect(self.worker.use_remote)
+        self.request_unload.connect(self.worker.unload)
         self.request_generate.connect(self.worker.generate)
         self.request_summarize.connect(self.worker.summarize)
         self.request_shutdown.connect(self.worker.shutdown)

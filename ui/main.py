@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from app.cli import build_parser, configure_logging, run_command
 from engine.kernel_check import FROZEN_FLAG
@@ -45,8 +44,7 @@ def launch_window(argv: Sequence[str]) -> int:
         window.show_problem("Settings reset", problem)
     if store_note:
         window.show_problem("Conversations", store_note)
-    if settings.model_path and Path(settings.model_path).is_file():
-        window.load_model(settings.model_path)
+    window.start_engine()
     return app.exec()
 
 

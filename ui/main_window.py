@@ -29,14 +29,14 @@ from app.conversations import ConversationStore, StoreError
 from app.engine_settings import engine_config, sampling_params
 from app.errors import AppError
 from app.hardware import probe_hardware
-from app.hf_token import SERVER_KEY_ACCOUNT, TokenStore
+from app.hf_token import REMOTE_KEY_ACCOUNT, SERVER_KEY_ACCOUNT, TokenStore
 from app.model_choice import recommend
 from app.settings import Settings, SettingsError, save_settings
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
 from ui.download_worker import DownloadThread
-from ui.engine_worker import AnswerDone, EngineThread, LoadedModel
+from ui.engine_worker import REMOTE_MODE, AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
@@ -69,6 +69,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.downloads = downloads or DownloadThread()
         self.catalog = ModelCatalog.load()
         self.tokens = TokenStore()
+        self.remote_keys = TokenStore(REMOTE_KEY_ACCOUNT, "Server key")
         self.server = ServerControl(engine.worker.host, TokenStore(SERVER_KEY_ACCOUNT, "API key"), self)
         self.session = ChatSession(store, settings)
         self.conversation_id: int | None = None
@@ -205,7 +206,26 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.first_run.show_message("Downloaded and verified. Loading the model…")
         self.load_model(path)
 
+    def start_engine(self) -> None:
+        """What the settings ask for: another server's model, or the local model last loaded."""
+        settings = self.settings
+        if settings.remote_enabled and settings.remote_url:
+            self.use_remote()
+        elif settings.model_path and Path(settings.model_path).is_file():
+            self.load_model(settings.model_path)
+
+    def use_remote(self) -> None:
+        url = self.settings.remote_url
+        self._loading_name = url
+        self.model_label.setText(f"Connecting to {url}…")
+        self.engine.request_remote.emit(
+            url, self.remote_keys.load() or "", self.settings.remote_model, self.settings.context_length
+        )
+
     def load_model(self, path: str) -> None:
+        if self.settings.remote_enabled:  # a local model chosen: this computer answers again
+            self.settings = self.session.settings = replace(self.settings, remote_enabled=False)
+            self._save_settings(self.settings)
         self._loading_name = Path(path).name
         self.model_label.setText(f"Loading {self._loading_name}…")
         self.engine.request_load.emit(path, engine_config(self.settings))
@@ -222,13 +242,16 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     def _model_loaded(self, model: LoadedModel) -> None:
         self.model = model
         safe = " · safe mode (slower)" if model.kernel_note else ""
-        self.model_label.setText(f"{model.name} · {model.memory_mode}{safe} · loaded in {model.load_seconds:.1f} s")
+        if model.memory_mode == REMOTE_MODE:
+            self.model_label.setText(f"{model.name} · answered by the server at {model.path}")
+        else:
+            self.model_label.setText(f"{model.name} · {model.memory_mode}{safe} · loaded in {model.load_seconds:.1f} s")
         self.model_label.setToolTip(model.kernel_note)
         if model.kernel_note:  # short: the status bar's right side holds the live figures
             self.statusBar().showMessage("Safe mode: see Settings.", 15000)
         self.context_label.setText(f"context 0 / {model.context_length:,}")
         self.pages.setCurrentIndex(1)
-        if model.path != self.settings.model_path:
+        if model.memory_mode != REMOTE_MODE and model.path != self.settings.model_path:
             self.settings = self.session.settings = replace(self.settings, model_path=model.path)
             self._save_settings(self.settings)
         self.model_changed.emit(model)
@@ -249,10 +272,16 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             kernel_note=self.model.kernel_note if self.model is not None else "",
             server_key=self.server.keys.load(),
             server_url=self.server.base_url,
+            remote_key=self.remote_keys.load(),
             parent=self,
         )
         if dialog.exec():
-            self.apply_settings(dialog.values(), token=dialog.token_value(), server_key=dialog.server_key_value())
+            self.apply_settings(
+                dialog.values(),
+                token=dialog.token_value(),
+                server_key=dialog.server_key_value(),
+                remote_key=dialog.remote_key_value(),
+            )
 
     def _save_settings(self, settings: Settings) -> None:
         try:
@@ -275,18 +304,31 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         *,
         token: str | None = None,
         server_key: str | None = None,
+        remote_key: str | None = None,
         reload_now: bool | None = None,
     ) -> None:
-        """Save and apply `new`. Changes that need the model loaded again do so when confirmed."""
+        """Save and apply `new`. Changes that need the model loaded again do so when confirmed;
+        turning "use another server" on or off switches at once."""
         old = self.settings
         if token is not None and token != (self.tokens.load() or ""):
             self.statusBar().showMessage(self.tokens.save(token), 8000)
         if server_key is not None and server_key != (self.server.keys.load() or ""):
             self.server.keys.save(server_key)
+        remote_key_changed = remote_key is not None and remote_key != (self.remote_keys.load() or "")
+        if remote_key_changed:
+            self.remote_keys.save(remote_key)
         self.settings = self.session.settings = new
         self._save_settings(new)
         apply_appearance(new)
         self._apply_server(new)
+        if old.remote_changed(new) or (new.remote_enabled and remote_key_changed):
+            if self.busy:
+                self.statusBar().showMessage("The server choice applies after this answer: open Settings again.", 8000)
+            elif new.remote_enabled:
+                self.use_remote()
+            else:
+                self._back_to_local()
+            return
         if self.model is None or not old.needs_reload(new):
             return
         if reload_now is None:
@@ -298,6 +340,17 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.load_model(self.model.path)
         else:
             self.statusBar().showMessage("The new model settings apply the next time the model loads.", 8000)
+
+    def _back_to_local(self) -> None:
+        """Another server no longer answers: the local model last loaded does, or the welcome page."""
+        if self.settings.model_path and Path(self.settings.model_path).is_file():
+            self.load_model(self.settings.model_path)
+        else:
+            self.model = None
+            self.model_label.setText("No model loaded. Use File > Open GGUF file… to load one.")
+            self.pages.setCurrentIndex(0)
+            self.engine.request_unload.emit()
+            self.model_changed.emit(None)
 
     def _apply_server(self, settings: Settings) -> None:
         try:

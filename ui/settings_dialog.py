@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -63,6 +64,13 @@ def _stacked(control: QWidget, note: QLabel) -> QWidget:
     return widget
 
 
+def _separator() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+
+
 def _row(layout: QHBoxLayout) -> QWidget:
     widget = QWidget()
     widget.setLayout(layout)
@@ -80,6 +88,7 @@ class SettingsDialog(QDialog):
         kernel_note: str = "",
         server_key: str | None = None,
         server_url: str | None = None,
+        remote_key: str | None = None,
         parent=None,
     ) -> None:
         super().__init__(parent)
@@ -126,6 +135,7 @@ class SettingsDialog(QDialog):
         self.kernel_label.setAccessibleName("processor note")
         self.kernel_label.setAccessibleDescription(kernel_note)
         self._build_server_controls(settings, server_key, server_url)
+        self._build_remote_controls(settings, remote_key)
         self._build_layout(browse)
         # A form row does not grow with a wrapped label's text (a top-level window ignores
         # height-for-width): room for the lines they take in a dialog this wide.
@@ -163,6 +173,22 @@ class SettingsDialog(QDialog):
         for signal in (self.server_port.valueChanged, self.server_enabled.toggled, self.server_network.toggled):
             signal.connect(self._show_server)
         self._show_server()
+
+    def _build_remote_controls(self, settings: Settings, key: str | None) -> None:
+        self.remote_enabled = QCheckBox("Answer with another server's model instead of this computer's")
+        self.remote_enabled.setChecked(settings.remote_enabled)
+        self.remote_url = QLineEdit(settings.remote_url, placeholderText="http://192.168.1.20:8321/v1")
+        self.remote_url.setAccessibleName("remote server address")
+        self.remote_model = QLineEdit(settings.remote_model, placeholderText="the first model it lists")
+        self.remote_model.setAccessibleName("remote model")
+        self.remote_key = QLineEdit(key or "", echoMode=QLineEdit.EchoMode.Password)
+        self.remote_key.setPlaceholderText("if the server asks for one")
+        self.remote_key.setAccessibleName("remote server API key")
+        self.remote_note = QLabel(
+            "Any OpenAI-compatible server: llama.cpp's, vLLM, or SmallThinker Desktop on another computer. "
+            "The chat, Regenerate, Stop and summaries then run there."
+        )
+        self.remote_note.setWordWrap(True)
 
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_port.value()}/v1"
@@ -216,6 +242,12 @@ class SettingsDialog(QDialog):
         url_row.addWidget(self.copy_url)
         server.addRow("Base URL", _row(url_row))
         server.addRow(self.server_note)
+        server.addRow(_separator())
+        server.addRow(self.remote_enabled)
+        server.addRow("Server address", self.remote_url)
+        server.addRow("Model", self.remote_model)
+        server.addRow("Its API key (kept in the system keyring)", self.remote_key)
+        server.addRow(self.remote_note)
         self.tabs = QTabWidget()
         for title, form in (
             ("Model and memory", model),
@@ -235,14 +267,22 @@ class SettingsDialog(QDialog):
 
     def accept(self) -> None:
         if self.server_enabled.isChecked() and self.server_network.isChecked() and not self.server_key_value():
-            self.tabs.setCurrentIndex(self.tabs.count() - 1)
-            self.server_note.setText(
+            self._refuse(
+                self.server_note,
+                self.server_key,
                 "Set an API key (New key) before accepting connections from other computers: "
-                "without one, anyone on the network could use the model."
+                "without one, anyone on the network could use the model.",
             )
-            self.server_key.setFocus()
+            return
+        if self.remote_enabled.isChecked() and not self.remote_url.text().strip():
+            self._refuse(self.remote_note, self.remote_url, "Enter the server's address, e.g. http://host:8321/v1.")
             return
         super().accept()
+
+    def _refuse(self, note: QLabel, field: QWidget, message: str) -> None:
+        self.tabs.setCurrentIndex(self.tabs.count() - 1)
+        note.setText(message)
+        field.setFocus()
 
     def _show_budget(self, gib: int) -> None:
         note = budget_platform_note()
@@ -275,6 +315,9 @@ class SettingsDialog(QDialog):
             server_enabled=self.server_enabled.isChecked(),
             server_port=self.server_port.value(),
             server_on_network=self.server_network.isChecked(),
+            remote_enabled=self.remote_enabled.isChecked(),
+            remote_url=self.remote_url.text().strip(),
+            remote_model=self.remote_model.text().strip(),
         ).checked()
 
     def token_value(self) -> str:
@@ -282,3 +325,6 @@ class SettingsDialog(QDialog):
 
     def server_key_value(self) -> str:
         return self.server_key.text().strip()
+
+    def remote_key_value(self) -> str:
+        return self.remote_key.text().strip()

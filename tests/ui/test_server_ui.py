@@ -9,8 +9,16 @@ import openai
 from PySide6.QtWidgets import QApplication, QDialog
 
 from app.catalog import GIB, ModelCatalog
-from app.hf_token import SERVER_KEY_ACCOUNT, TokenStore
+from app.conversations import ConversationStore
+from app.hf_token import REMOTE_KEY_ACCOUNT, SERVER_KEY_ACCOUNT, TokenStore
+from app.server.config import ServerSettings
+from app.server.host import EngineHost
+from app.server.runner import RunningServer
 from app.settings import Settings
+from engine.config import EngineConfig
+from engine.engine import Engine
+from ui.engine_worker import EngineThread
+from ui.main_window import MainWindow
 from ui.settings_dialog import SettingsDialog
 
 
@@ -78,3 +86,44 @@ def test_a_port_in_use_is_said_and_the_window_goes_on(qtbot, open_window, memory
             window.apply_settings(dataclasses.replace(window.settings, server_enabled=True, server_port=port))
     assert "did not start" in problem.args[0] and "Settings > Server" in problem.args[0]
     assert not window.server.label.isVisible()
+
+
+def _window(qtbot, folders, settings: Settings) -> MainWindow:
+    window = MainWindow(ConversationStore(folders["data"] / "c.sqlite3"), settings, EngineThread())
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def test_the_window_answers_through_another_server(qtbot, tiny_model_path, isolated_app_folders, memory_keyring):
+    host = EngineHost()
+    with Engine(tiny_model_path, EngineConfig(n_ctx=1024)) as engine:
+        host.set_engine(engine, "tiny")
+        with RunningServer(host, ServerSettings(port=0, api_key="s3")) as server:
+            TokenStore(REMOTE_KEY_ACCOUNT).save("s3")
+            settings = Settings(temperature=0.0, context_length=1024, remote_enabled=True, remote_url=server.base_url)
+            window = _window(qtbot, isolated_app_folders, settings)
+            with qtbot.waitSignal(window.model_changed, timeout=30_000) as connected:
+                window.start_engine()
+            assert connected.args[0].memory_mode == "remote"
+            assert f"tiny · answered by the server at {server.base_url}" == window.model_label.text()
+            with qtbot.waitSignal(window.engine.worker.answer_done, timeout=30_000) as done:
+                window.send("Hello there")
+            assert done.args[0].text and server.activity.served >= 1
+            qtbot.waitUntil(lambda: "tok/s" in window.speed_label.text())  # the speed, from the stream
+            qtbot.waitUntil(lambda: window.memory_label.text() == "")  # no local memory figures
+            # Turned off, with no local model on disk: the welcome page again.
+            with qtbot.waitSignal(window.model_changed, timeout=30_000) as off:
+                window.apply_settings(dataclasses.replace(window.settings, remote_enabled=False))
+            assert off.args[0] is None and window.pages.currentIndex() == 0
+            window.close()
+
+
+def test_an_unreachable_server_is_said_in_the_window(qtbot, isolated_app_folders, memory_keyring):
+    settings = Settings(remote_enabled=True, remote_url="http://127.0.0.1:1/v1")
+    window = _window(qtbot, isolated_app_folders, settings)
+    with qtbot.waitSignal(window.model_changed, timeout=30_000) as failed:
+        window.start_engine()
+    assert failed.args[0] is None
+    assert "cannot reach the server at http://127.0.0.1:1/v1: is it running" in window.model_label.text()
+    window.close()
