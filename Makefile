@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean screenshot screenshot-safe-mode screenshot-dialogs package
+.PHONY: run test lint clean screenshot screenshot-safe-mode screenshot-dialogs screenshot-server package
 
 $(INSTALLED): pyproject.toml installers/install_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ screenshot-dialogs: $(INSTALLED)
 		env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" \
 			$(PY) docs/screenshot.py build/screenshots/window-$$theme.png --theme $$theme --dialogs; \
 	done
+
+# The window with its local server on, caught answering an OpenAI client (the status bar).
+screenshot-server: $(INSTALLED)
+	command -v xvfb-run >/dev/null && dpkg -s $(QT_X11_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq $(QT_X11_PACKAGES))
+	env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1280x800x24" \
+		$(PY) docs/screenshot.py build/screenshots/server-answering.png --server
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

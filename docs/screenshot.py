@@ -13,6 +13,7 @@ dialog is saved too, as OUT-settings.png.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -85,7 +86,44 @@ def _grab_dialogs(app, window, out: Path) -> bool:
     return ok
 
 
-def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: bool = False) -> int:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_answering(app, window) -> bool:
+    """A client streaming a long answer from the window's local server, caught mid-answer."""
+    import threading
+    import time
+
+    import openai
+    from PySide6.QtCore import QEvent
+
+    client = openai.OpenAI(base_url=window.server.base_url, api_key="none", max_retries=0)
+    model = client.models.list().data[0].id
+    question = [{"role": "user", "content": "Write a long story."}]
+
+    def ask() -> None:
+        try:
+            for _ in client.chat.completions.create(model=model, messages=question, max_tokens=4000, stream=True):
+                pass
+        except openai.APIConnectionError:
+            pass  # the window closed (and its server with it) after the picture
+
+    threading.Thread(target=ask, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while "answering" not in window.server.label.text() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.002)
+    # Lay the longer label out, but deliver no queued signal (the answer may end any moment).
+    app.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    return "answering" in window.server.label.text()
+
+
+def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: bool = False, server: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
         os.environ["SMALLTHINKER_DATA_DIR"] = str(Path(tmp) / "data")
         os.environ["SMALLTHINKER_CONFIG_DIR"] = str(Path(tmp) / "config")
@@ -101,6 +139,8 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: boo
 
         app = QApplication(sys.argv[:1])
         settings = Settings(max_tokens=60, temperature=0.0, theme=theme)
+        if server:
+            settings = dataclasses.replace(settings, server_enabled=True, server_port=_free_port())
         apply_appearance(settings)
         if safe_mode:
             record_fast_kernels_crashing()
@@ -128,10 +168,14 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: boo
         window.conversation_list.setCurrentRow(0)
         window.send("And green tea?")
         wait_for(window.answer_finished)
-        QTimer.singleShot(700, app.quit)  # let the memory indicator tick once
-        app.exec()
+        # Let the memory indicator tick once. A loop of our own: QApplication.quit() would
+        # close the window (Qt 6), stopping its engine and server before the pictures.
+        pause = QEventLoop()
+        QTimer.singleShot(700, pause.quit)
+        pause.exec()
         out.parent.mkdir(parents=True, exist_ok=True)
-        ok = window.grab().save(str(out))
+        ok = _server_answering(app, window) if server else True
+        ok = window.grab().save(str(out)) and ok
         if dialogs:
             ok = _grab_dialogs(app, window, out) and ok
         window.close()
@@ -147,5 +191,6 @@ if __name__ == "__main__":
     parser.add_argument("--theme", choices=["system", "light", "dark"], default="system")
     parser.add_argument("--safe-mode", action="store_true")
     parser.add_argument("--dialogs", action="store_true", help="also the settings and database-recovery dialogs")
+    parser.add_argument("--server", action="store_true", help="the local server on, caught answering a client")
     args = parser.parse_args()
-    sys.exit(main(args.out, args.theme, args.safe_mode, args.dialogs or args.safe_mode))
+    sys.exit(main(args.out, args.theme, args.safe_mode, args.dialogs or args.safe_mode, args.server))

@@ -129,7 +129,10 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.pages.addWidget(chat_panel)
         right = QWidget()
         right_layout = QVBoxLayout(right)
-        right_layout.addWidget(self.model_label)
+        top = QHBoxLayout()  # the model, and on the right whether the local server is answering
+        top.addWidget(self.model_label, stretch=1)
+        top.addWidget(self.server.label)
+        right_layout.addLayout(top)
         right_layout.addWidget(self.pages, stretch=1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -139,7 +142,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.setCentralWidget(splitter)
 
         self.speed_label, self.context_label, self.memory_label = QLabel(), QLabel(), QLabel()
-        for label in (self.speed_label, self.context_label, self.memory_label, self.server.label):
+        for label in (self.speed_label, self.context_label, self.memory_label):
             self.statusBar().addPermanentWidget(label)
 
     def _build_actions(self) -> None:

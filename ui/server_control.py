@@ -45,7 +45,7 @@ class ServerControl(QObject):
         except AppError as exc:
             raise AppError(f"The local server did not start: {exc}. Change it in Settings > Server.") from None
         self._show(self.host.state())
-        return f"Local server on {self.server.base_url}"
+        return "Local server started (Settings > Server)"
 
     @property
     def base_url(self) -> str | None:
@@ -59,9 +59,9 @@ class ServerControl(QObject):
         if self.server is None:
             self.label.hide()
             return
-        text = f"Server :{self.server.port}"
+        text = f"Serving on {self.server.settings.host}:{self.server.port}"
         if state is not None and state.busy_with == "server":
-            text += " · answering"
+            text += " · answering a request"
         if state is not None and state.waiting:
             text += f" · {state.waiting} waiting"
         self.label.setText(text)
