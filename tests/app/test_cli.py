@@ -72,3 +72,39 @@ def test_models_uses_the_folder_chosen_in_settings(tmp_path, capsys):
     save_settings(dataclasses.replace(Settings(), models_dir=str(chosen)))
     assert main(["models"]) == 0
     assert f"downloaded: {chosen / 'SmallThinker-4B-A0.6B-Instruct.Q4_0.gguf'}" in capsys.readouterr().out
+
+
+def test_serve_answers_openai_clients_until_stopped(tiny_model_path, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import openai
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "ui", "serve", "--model", str(tiny_model_path), "--port", str(port)]
+    env = {**os.environ, "SMALLTHINKER_API_KEY": "from-env"}
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith(f"serving tiny at http://127.0.0.1:{port}/v1")
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="from-env", max_retries=0)
+        answer = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0
+        )
+        assert answer.choices[0].message.content
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 130 and "interrupted" in errors  # Ctrl+C: a clean stop
+
+
+def test_serve_refuses_the_network_without_a_key_before_loading(tiny_model_path, capsys):
+    args = build_parser().parse_args(["serve", "--model", str(tiny_model_path), "--host", "0.0.0.0"])
+    assert run_command(args) == 1
+    assert "set an API key first" in capsys.readouterr().err
