@@ -80,8 +80,12 @@ class EngineConfig:
     # (see engine/experts/history.py); None: every session starts cold.
     expert_history_dir: Path | None = None
     kernels: Kernels = Kernels.AUTO
-    # Where the verdict of the kernel check is kept per build and CPU; None: for this process only.
+    # Where the verdict of the kernel check is kept per build and CPU, and which model files
+    # passed their trial load (engine/model_trial.py); None: for this process only.
     kernel_check_dir: Path | None = None
+    # Read a model file in a child process before its first load here, so that a llama.cpp
+    # crash on it cannot take the app down. Off only for files the app wrote itself.
+    trial_load: bool = True
 
     def check(self) -> None:
         if self.n_threads < 0:

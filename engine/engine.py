@@ -35,7 +35,8 @@ from engine.kv_layout import KvLayout, kv_layout
 from engine.llama_runtime import DecodeAbortedError, LlamaRuntime
 from engine.memory_plan import choose_memory_mode, managed_weights_budget
 from engine.memory_report import MemoryReport, process_rss
-from engine.model_info import inspect_model
+from engine.model_info import ModelInfo, inspect_model
+from engine.model_trial import check_model_loads
 from engine.prompt_builder import ContextOverflowError, PreparedPrompt, PromptEncoder, build_prompt
 from engine.weight_layout import WeightLayout
 
@@ -67,12 +68,7 @@ class Engine:
         on_load_progress: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        self.config.check()
-        self.info = inspect_model(model_path)
-        try:
-            check_chat_template(self.info.chat_template)  # it is code from the file: try it before llama.cpp
-        except ChatTemplateError as exc:
-            raise ModelLoadError(f"{self.info.path.name} cannot be used: {exc}") from None
+        self.info = self.preflight(model_path, self.config)
         self.kv: KvLayout = kv_layout(
             self.info,
             self.config.n_ctx,
@@ -111,6 +107,22 @@ class Engine:
         )
         self._lock = threading.Lock()
         log.info("loaded %s (%s) in %.2f s", self.info.path.name, self.memory_mode.value, self.load_seconds)
+
+    @staticmethod
+    def preflight(model_path: str | Path, config: EngineConfig) -> ModelInfo:
+        """Every check a file must pass before llama.cpp loads it in this process: the header
+        and shapes, the chat template (code from the file), and a trial load in a child
+        process. Cheap after the first time; the window runs it before unloading the model
+        it has, so that a bad file leaves the working one loaded."""
+        config.check()
+        info = inspect_model(model_path)
+        try:
+            check_chat_template(info.chat_template)  # it is code from the file: try it before llama.cpp
+        except ChatTemplateError as exc:
+            raise ModelLoadError(f"{info.path.name} cannot be used: {exc}") from None
+        if config.trial_load:
+            check_model_loads(info.path, config.kernel_check_dir)
+        return info
 
     def _choose_kernels(self) -> tuple[Kernels, str]:
         """The configured kernels, or (AUTO) what the kernel check found safe on this CPU."""

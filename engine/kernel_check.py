@@ -79,8 +79,8 @@ def probe_command(kernels: Kernels) -> list[str]:
     return [sys.executable, "-m", "engine.kernel_check", kernels.value]
 
 
-def run_probe(command: list[str]) -> str:
-    """'' when the child decoded; else what happened to it, in words."""
+def run_probe(command: list[str], *, ok_mark: str = _OK_MARK) -> str:
+    """'' when the child printed `ok_mark` and exited 0; else what happened to it, in words."""
     env = dict(os.environ, PYTHONFAULTHANDLER="")  # a crash is expected here: no traceback dump
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_S, env=env)
@@ -88,7 +88,7 @@ def run_probe(command: list[str]) -> str:
         return f"it {_TIMED_OUT} {_TIMEOUT_S:.0f} s"
     except OSError as exc:
         return f"it could not be started ({exc})"
-    if done.returncode == 0 and _OK_MARK in done.stdout:
+    if done.returncode == 0 and ok_mark in done.stdout:
         return ""
     if done.returncode < 0:
         try:
@@ -170,7 +170,8 @@ def child_main(argv: list[str]) -> int:
     kernels = Kernels(argv[0]) if argv else Kernels.FAST
     with tempfile.TemporaryDirectory(prefix="smallthinker-kernel-probe-") as folder:
         path = write_synthetic_model(get_shape("tiny"), Path(folder) / "probe.gguf")
-        config = EngineConfig(n_ctx=256, memory_mode=MemoryMode.IN_MEMORY, kernels=kernels)
+        # trial_load off: our own file, and this child is the trial of the kernels
+        config = EngineConfig(n_ctx=256, memory_mode=MemoryMode.IN_MEMORY, kernels=kernels, trial_load=False)
         with Engine(path, config) as engine:
             chat = [{"role": "user", "content": "Check the kernels with a prompt of a few tokens."}]
             result = engine.chat(chat, SamplingParams(temperature=0.0, max_tokens=4))

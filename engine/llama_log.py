@@ -62,6 +62,14 @@ def lines_since(position: int) -> list[str]:
         return [line for seq, _, line in _recent if seq > position]
 
 
+def errors_since(position: int) -> list[str]:
+    """The error lines after `position`, oldest first, without their "function: " prefix and
+    with runs of spaces collapsed (llama.cpp aligns numbers in columns)."""
+    with _lock:
+        found = [line for seq, level, line in _recent if seq > position and level == _ERROR]
+    return [" ".join(line.split(": ", 1)[-1].split()) for line in found]
+
+
 def last_error() -> str:
     """The most recent error line, for a user-facing message; empty when there is none."""
     with _lock:

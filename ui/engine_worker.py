@@ -55,6 +55,7 @@ class AnswerDone:
 class EngineWorker(QObject):
     loaded = Signal(object)  # LoadedModel
     load_failed = Signal(str)
+    load_refused = Signal(str)  # the file failed its checks; the model loaded before stays
     load_progress = Signal(int)  # percent
     text_streamed = Signal(str)  # coalesced new text of the answer
     answer_done = Signal(object)  # AnswerDone
@@ -85,6 +86,11 @@ class EngineWorker(QObject):
     # --- slots, run on the worker thread ---------------------------------------------------------
     @Slot(str, object)
     def load(self, path: str, config: EngineConfig) -> None:
+        try:
+            Engine.preflight(path, config)  # a file refused here leaves the loaded model as it is
+        except (EngineError, OSError) as exc:
+            (self.load_refused if self._engine is not None else self.load_failed).emit(str(exc))
+            return
         try:
             self._unload()
             last_percent = [-1]

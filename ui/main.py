@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from app.cli import build_parser, configure_logging, run_command
 from engine.kernel_check import FROZEN_FLAG
+from engine.model_trial import FROZEN_FLAG as TRIAL_FLAG
 from ui.display_check import display_problem
 
 
@@ -54,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.kernel_check import child_main
 
         return child_main(argv[1:])
+    if argv[:1] == [TRIAL_FLAG]:  # a model file's trial load (engine/model_trial.py), likewise
+        from engine.model_trial import child_main as trial_main
+
+        return trial_main(argv[1:])
     parser = build_parser()
     parser.add_argument(
         "--self-test",

@@ -191,6 +191,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         worker.loaded.connect(self._model_loaded)
         worker.load_progress.connect(self._load_progress)
         worker.load_failed.connect(self._model_failed)
+        worker.load_refused.connect(self._model_refused)
         worker.text_streamed.connect(self._answer_streamed)
         worker.answer_done.connect(self._answer_done)
         worker.answer_failed.connect(self._answer_failed)
@@ -242,14 +243,17 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         if self.model is None or self.model_label.text().startswith("Loading"):
             self.model_label.setText(f"Loading {self._loading_name}… {percent}%")
 
-    def _model_loaded(self, model: LoadedModel) -> None:
-        self.model = model
+    def _show_model(self, model: LoadedModel) -> None:
         safe = " · safe mode (slower)" if model.kernel_note else ""
         if model.memory_mode == REMOTE_MODE:
             self.model_label.setText(f"{model.name} · answered by the server at {model.path}")
         else:
             self.model_label.setText(f"{model.name} · {model.memory_mode}{safe} · loaded in {model.load_seconds:.1f} s")
         self.model_label.setToolTip(model.kernel_note)
+
+    def _model_loaded(self, model: LoadedModel) -> None:
+        self.model = model
+        self._show_model(model)
         if model.kernel_note:  # short: the status bar's right side holds the live figures
             self.statusBar().showMessage("Safe mode: see Settings.", 15000)
         self.context_label.setText(f"context 0 / {model.context_length:,}")
@@ -258,6 +262,14 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.settings = self.session.settings = replace(self.settings, model_path=model.path)
             self._save_settings(self.settings)
         self.model_changed.emit(model)
+
+    def _model_refused(self, message: str) -> None:
+        """A file that failed its checks: the model loaded before is still there and answering."""
+        current = self.model
+        if current is not None:
+            self._show_model(current)  # its line again, instead of "Loading …"
+            message = f"{message} {current.name} is still loaded."
+        self.show_problem("Model not changed", message)
 
     def _model_failed(self, message: str) -> None:
         self.model = None

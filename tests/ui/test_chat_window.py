@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -65,14 +66,52 @@ def test_conversations_are_there_after_closing_and_reopening(qtbot, open_window)
     assert "Remember the alpine lakes" in shown and "And the glaciers" in shown
 
 
-def test_a_bad_model_file_is_reported_in_the_window(qtbot, open_window, tmp_path):
+def test_a_bad_model_file_is_refused_and_the_loaded_model_stays(qtbot, open_window, tmp_path):
     window = open_window()
+    loaded = window.model_label.text()
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    with qtbot.waitSignal(window.problem_shown, timeout=30_000) as refused:
+        window.load_model(str(bad))
+    assert "broken.gguf" in refused.args[0] and refused.args[0].endswith("is still loaded.")
+    assert window.model is not None and window.model_label.text() == loaded and window.pages.currentIndex() == 1
+    with qtbot.waitSignal(window.engine.worker.answer_done, timeout=30_000):
+        window.send("Still there?")
+
+
+def test_a_bad_model_file_with_none_loaded_is_said_on_the_model_line(qtbot, isolated_app_folders, tmp_path):
+    from app.conversations import ConversationStore
+    from app.settings import Settings
+    from ui.engine_worker import EngineThread
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ConversationStore(isolated_app_folders["data"] / "c.sqlite3"), Settings(), EngineThread())
+    qtbot.addWidget(window)
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + bytes(100))
     with qtbot.waitSignal(window.model_changed, timeout=30_000) as failed:
         window.load_model(str(bad))
     assert failed.args[0] is None
     assert "could not be loaded" in window.model_label.text() and "broken.gguf" in window.model_label.text()
+    window.close()
+
+
+def test_a_model_file_that_crashes_llama_cpp_cannot_take_the_window_down(qtbot, open_window, tmp_path, monkeypatch):
+    import sys
+
+    from engine import model_trial
+
+    window = open_window()
+    # A file that passes every check of ours but on which llama.cpp aborts: its trial load
+    # (a child process) dies of SIGABRT the way an assertion in llama.cpp ends a process.
+    suspicious = tmp_path / "passes-our-checks.gguf"
+    suspicious.write_bytes(Path(window.model.path).read_bytes())
+    monkeypatch.setattr(model_trial, "trial_command", lambda path: [sys.executable, "-c", "import os; os.abort()"])
+    with qtbot.waitSignal(window.problem_shown, timeout=60_000) as refused:
+        window.load_model(str(suspicious))
+    assert "llama.cpp crashed reading passes-our-checks.gguf" in refused.args[0] and "SIGABRT" in refused.args[0]
+    with qtbot.waitSignal(window.engine.worker.answer_done, timeout=30_000):
+        window.send("Still there?")
 
 
 def test_regenerate_replaces_the_last_answer(qtbot, open_window):
