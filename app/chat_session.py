@@ -14,7 +14,28 @@ from app.conversations import ConversationStore, Message, StoreError
 from app.settings import Settings
 
 _TITLE_CHARS = 48
-_FENCED_CODE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A fenced code block as CommonMark has them: ``` or ~~~ (or longer), indented too (inside a
+# list item), closed by the same fence or left open at the end of an answer that was stopped.
+_FENCED_CODE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _unindent(line: str, indent: int) -> str:
+    if not line.strip():
+        return line.lstrip(" \t")  # a blank line keeps its newline
+    return line[indent:] if not line[:indent].strip() else line.lstrip()
+
+
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of `text`, without fences or the list indentation around them."""
+    blocks = []
+    for match in _FENCED_CODE.finditer(text):
+        indent = len(match["indent"])
+        lines = match["body"].splitlines(keepends=True)
+        blocks.append("".join(_unindent(line, indent) for line in lines))
+    return blocks
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ class ChatSession:
 
     def last_code_block(self, conversation_id: int) -> str:
         """The last fenced code block of the last answer, without its fences ("" if none)."""
-        blocks = _FENCED_CODE.findall(self.last_answer(conversation_id))
+        blocks = code_blocks(self.last_answer(conversation_id))
         return blocks[-1] if blocks else ""
 
     def to_markdown(self, conversation_id: int) -> str:

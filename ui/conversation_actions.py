@@ -51,7 +51,10 @@ class ConversationActions:
         if self.conversation_id is None:
             return
         name = self.store.get(self.conversation_id).title.replace("/", "-") + ".md"
-        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", name, "Markdown (*.md)")
+        # The home folder, not the working folder (which for an app started from a menu is
+        # wherever the desktop happened to be).
+        suggested = str(Path.home() / name)
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", suggested, "Markdown (*.md)")
         if path:
             self.export_markdown(path)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
@@ -35,9 +35,11 @@ from app.settings import Settings, SettingsError, save_settings
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
+from ui.conversation_dates import DATE_ROLE, DatedItemDelegate, full_date
 from ui.download_worker import DownloadThread
 from ui.engine_worker import REMOTE_MODE, AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
+from ui.search_box import SearchBox
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
 from ui.summary_actions import SummaryActions
@@ -64,7 +66,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         super().__init__()
         self.setWindowTitle("SmallThinker Desktop")
         self.setAcceptDrops(True)  # a document dropped is summarised, a GGUF file loaded
-        self.resize(1100, 720)
+        self._fit_to_screen(1100, 720)
         self.store, self.settings, self.engine = store, settings, engine
         self.downloads = downloads or DownloadThread()
         self.catalog = ModelCatalog.load()
@@ -75,6 +77,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.conversation_id: int | None = None
         self.model: LoadedModel | None = None
         self.busy = False
+        self.actions_by_name: dict[str, QAction] = {}
         self.editing = False  # the next send replaces the last user message
         self._loading_name = ""
         self._build_widgets()
@@ -85,17 +88,33 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self._memory_timer.start()
         self._apply_server(settings)
 
+    def _fit_to_screen(self, width: int, height: int) -> None:
+        """The preferred size, or 90% of the screen where that is less (a 2x scale factor halves
+        the logical screen: the message box was off the bottom)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            room = screen.availableGeometry()
+            width, height = min(width, int(room.width() * 0.9)), min(height, int(room.height() * 0.9))
+        self.resize(width, height)
+
     # --- layout ---------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         self.conversation_list = QListWidget()
         self.conversation_list.setAccessibleName("Conversations")
+        self.conversation_list.setItemDelegate(DatedItemDelegate(self.conversation_list))
+        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # titles elide
         self.conversation_list.currentItemChanged.connect(self._conversation_chosen)
+        # A click or Enter on a conversation means "continue it": typing goes to the message box.
+        self.conversation_list.itemClicked.connect(lambda _item: self.input.setFocus())
+        self.conversation_list.itemActivated.connect(lambda _item: self.input.setFocus())
         new_chat = QPushButton("New chat")
         new_chat.clicked.connect(self.new_chat)
-        self.search_box = QLineEdit(placeholderText="Search conversations", clearButtonEnabled=True)
+        self.search_box = SearchBox(placeholderText="Search conversations", clearButtonEnabled=True)
+        self.search_box.setToolTip("Search titles and messages (Ctrl+F); Esc clears")
         self.search_box.setAccessibleName("Search conversations")
         self.search_box.textChanged.connect(lambda _text: self.refresh_conversations())
         left = QWidget()
+        left.setMinimumWidth(200)  # at 800x600 the list kept ~110 px and a horizontal scroll bar
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(new_chat)
         left_layout.addWidget(self.search_box)
@@ -139,6 +158,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setSizes([260, 840])
+        splitter.setCollapsible(0, False)
         self.setCentralWidget(splitter)
 
         self.speed_label, self.context_label, self.memory_label = QLabel(), QLabel(), QLabel()
@@ -149,7 +169,9 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         def menu(title: str, entries) -> None:
             bar_menu = self.menuBar().addMenu(title)
             for text, shortcut, slot in entries:
-                bar_menu.addAction(QAction(text, self, shortcut=QKeySequence(shortcut), triggered=slot))
+                action = QAction(text, self, shortcut=QKeySequence(shortcut), triggered=slot)
+                bar_menu.addAction(action)
+                self.actions_by_name[text] = action
 
         menu(
             "&File",
@@ -157,6 +179,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
                 ("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file),
                 ("Summarise document…", "Ctrl+Shift+S", self._choose_document),
                 ("Settings…", "Ctrl+,", self._open_settings),
+                ("Quit", QKeySequence.StandardKey.Quit, self.close),
             ],
         )
         menu(
@@ -180,6 +203,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
                 ("Copy the last code block", "Ctrl+Shift+K", self.copy_last_code_block),
             ],
         )
+        menu("&Help", [("About SmallThinker Desktop", "", self._about)])
+        self.actions_by_name["Stop"].setEnabled(False)  # nothing to stop yet (see _set_busy)
 
     def _connect_worker(self) -> None:
         downloads = self.downloads.worker
@@ -258,6 +283,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.statusBar().showMessage("Safe mode: see Settings.", 15000)
         self.context_label.setText(f"context 0 / {model.context_length:,}")
         self.pages.setCurrentIndex(1)
+        self.input.setFocus()  # typing is the next thing to do
         if model.memory_mode != REMOTE_MODE and model.path != self.settings.model_path:
             self.settings = self.session.settings = replace(self.settings, model_path=model.path)
             self._save_settings(self.settings)
@@ -382,7 +408,9 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.conversation_list.clear()
         for conversation in self.store.list(self.search_box.text().strip()):
             item = QListWidgetItem(conversation.title)
+            item.setToolTip(f"{conversation.title}\n{full_date(conversation.updated_at)}")
             item.setData(Qt.ItemDataRole.UserRole, conversation.id)
+            item.setData(DATE_ROLE, conversation.updated_at)
             self.conversation_list.addItem(item)
             if conversation.id == self.conversation_id:
                 self.conversation_list.setCurrentItem(item)
@@ -393,6 +421,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             return
         self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
         self.show_conversation(self.conversation_id)
+        if not self.conversation_list.hasFocus():  # arrowing through the list stays in the list
+            self.input.setFocus()
 
     def show_conversation(self, conversation_id: int) -> None:
         """Draw a stored conversation; where the database is damaged, what can be read and why."""
@@ -405,7 +435,9 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         if self.busy:
             return
         self.conversation_id = None
-        self.conversation_list.clearSelection()
+        # No current item either: clicking the conversation that was open then is a change of
+        # the current item, so it is drawn again (a cleared selection alone left it blank).
+        self.conversation_list.setCurrentRow(-1)
         self.chat_view.show_messages([])
         self.input.setFocus()
 
@@ -504,6 +536,17 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
         self.send_button.setText("Stop" if busy else "Send")
+        # Disabled when idle, Stop's Esc also reaches the search box (which it then clears).
+        self.actions_by_name["Stop"].setEnabled(busy)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About SmallThinker Desktop",
+            "<b>SmallThinker Desktop</b><br>Chat with the SmallThinker models on this computer's CPU: "
+            "offline and private.<br><br>Models by PowerInfer (SmallThinker-4B-A0.6B, SmallThinker-21B-A3B); "
+            "inference by llama.cpp through llama-cpp-python; the window by Qt for Python.",
+        )
 
     def _show_memory(self) -> None:
         report = self.engine.worker.memory_report()

@@ -70,3 +70,16 @@ def test_the_last_code_block_of_the_last_answer(tmp_path):
     assert session.last_code_block(conv) == "print(x)\n"
     session.answer_finished(conv, "No code here.", complete=True)
     assert session.last_code_block(conv) == ""
+
+
+def test_code_blocks_inside_lists_tildes_and_a_stopped_answer_are_found():
+    from app.chat_session import code_blocks
+
+    answer = (
+        "1. Install it:\n\n   ```sh\n   pip install tea\n   ```\n\n"
+        "2. Then brew:\n\n   ```python\n   import tea\n\n   if tea.ready():\n       print(tea)\n   ```\n"
+    )
+    # The one-line shell block was copied as "the last" when the Python one was indented.
+    assert code_blocks(answer) == ["pip install tea\n", "import tea\n\nif tea.ready():\n    print(tea)\n"]
+    assert code_blocks("~~~~\nz\n~~~~\n") == ["z\n"]
+    assert code_blocks("Here:\n```js\nlet a = 1\n") == ["let a = 1\n"]  # stopped before the fence closed
