@@ -7,35 +7,13 @@ ended; the store gets the user's message at once and the answer when it complete
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from app.code_fences import code_blocks
 from app.conversations import ConversationStore, Message, StoreError
 from app.settings import Settings
 
 _TITLE_CHARS = 48
-# A fenced code block as CommonMark has them: ``` or ~~~ (or longer), indented too (inside a
-# list item), closed by the same fence or left open at the end of an answer that was stopped.
-_FENCED_CODE = re.compile(
-    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
-    re.MULTILINE | re.DOTALL,
-)
-
-
-def _unindent(line: str, indent: int) -> str:
-    if not line.strip():
-        return line.lstrip(" \t")  # a blank line keeps its newline
-    return line[indent:] if not line[:indent].strip() else line.lstrip()
-
-
-def code_blocks(text: str) -> list[str]:
-    """The fenced code blocks of `text`, without fences or the list indentation around them."""
-    blocks = []
-    for match in _FENCED_CODE.finditer(text):
-        indent = len(match["indent"])
-        lines = match["body"].splitlines(keepends=True)
-        blocks.append("".join(_unindent(line, indent) for line in lines))
-    return blocks
 
 
 @dataclass(frozen=True)

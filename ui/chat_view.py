@@ -5,8 +5,20 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QFont, QImage, QKeyEvent, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QPlainTextEdit, QTextBrowser
+from PySide6.QtGui import (
+    QFont,
+    QImage,
+    QKeyEvent,
+    QPalette,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QApplication, QPlainTextEdit, QTextBrowser
+
+from app.code_fences import split_code
+from ui.code_block_html import COPY_SCHEME, code_block_html
 
 _ROLE_LABELS = {"user": "You", "assistant": "SmallThinker", "system": "System"}
 _NO_IMAGE = QImage(1, 1, QImage.Format.Format_ARGB32)  # what every image in a message shows
@@ -14,8 +26,11 @@ _NO_IMAGE.fill(0)
 
 
 class ChatView(QTextBrowser):
-    """Messages as Markdown. While an answer streams only that answer is re-rendered,
-    so long conversations stay smooth; nothing is ever fetched from the network."""
+    """Messages as Markdown, code blocks framed and highlighted with a Copy link each. While an
+    answer streams only that answer is re-rendered, so long conversations stay smooth; nothing
+    is ever fetched from the network."""
+
+    code_copied = Signal(str)  # the language of the block copied ("" if it names none)
 
     def __init__(self) -> None:
         super().__init__()
@@ -23,6 +38,8 @@ class ChatView(QTextBrowser):
         self.setAccessibleName("Conversation")
         self._answer_start: int | None = None
         self._answer_text = ""
+        self.code: list[tuple[str, str]] = []  # (code, language) of each block shown, by link number
+        self.anchorClicked.connect(self._link_clicked)
         self.frames_painted = 0  # for bench/ui.py's frames per second
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -39,6 +56,7 @@ class ChatView(QTextBrowser):
 
     def show_messages(self, messages: list[tuple[str, str]]) -> None:
         self.clear()
+        self.code = []
         self._answer_start = None
         cursor = self.textCursor()
         for role, content in messages:
@@ -61,7 +79,30 @@ class ChatView(QTextBrowser):
 
     def _insert_message(self, cursor: QTextCursor, role: str, content: str) -> None:
         self._insert_label(cursor, role)
-        cursor.insertMarkdown(content)
+        self._insert_markdown(cursor, content)
+
+    def _insert_markdown(self, cursor: QTextCursor, markdown: str) -> None:
+        """Markdown as Qt renders it, but each fenced code block as a framed, highlighted one."""
+        segments = split_code(markdown)
+        for n, segment in enumerate(segments):
+            if not segment.is_code:
+                after_code = n > 0
+                text = segment.text.lstrip("\n") if after_code else segment.text  # no blank line under a frame
+                if text:
+                    cursor.insertMarkdown(text)
+                continue
+            if n:  # a table inserted right after text would join that text's block
+                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
+            cursor.insertHtml(code_block_html(segment.text, segment.language, len(self.code), dark=dark))
+            self.code.append((segment.text, segment.language))
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+
+    def _link_clicked(self, url: QUrl) -> None:
+        if url.scheme() == COPY_SCHEME and url.path().isdigit() and int(url.path()) < len(self.code):
+            code, language = self.code[int(url.path())]
+            QApplication.clipboard().setText(code)
+            self.code_copied.emit(language)
 
     def append_message(self, role: str, content: str) -> None:
         """Add one message at the end, leaving the rest of the conversation as it is."""
@@ -111,7 +152,7 @@ class ChatView(QTextBrowser):
         cursor.setPosition(self._answer_start)
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
-        cursor.insertMarkdown(markdown)
+        self._insert_markdown(cursor, markdown)
         if plain_tail:
             cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
             cursor.insertText(plain_tail, QTextCharFormat())

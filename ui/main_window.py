@@ -122,6 +122,9 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
         self.model_label = QLabel("No model loaded. Use File > Open GGUF file… to load one.")
         self.chat_view = ChatView()
+        self.chat_view.code_copied.connect(
+            lambda language: self.statusBar().showMessage(f"{language or 'Code'} block copied.", 3000)
+        )
         self.input = MessageInput()
         self.input.submitted.connect(self.send)
         self.send_button = QPushButton("Send")

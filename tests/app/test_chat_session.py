@@ -73,7 +73,7 @@ def test_the_last_code_block_of_the_last_answer(tmp_path):
 
 
 def test_code_blocks_inside_lists_tildes_and_a_stopped_answer_are_found():
-    from app.chat_session import code_blocks
+    from app.code_fences import code_blocks
 
     answer = (
         "1. Install it:\n\n   ```sh\n   pip install tea\n   ```\n\n"
