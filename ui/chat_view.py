@@ -18,7 +18,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QPlainTextEdit, QTextBrowser
 
 from app.code_fences import split_code
-from ui.code_block_html import COPY_SCHEME, code_block_html
+from ui.code_blocks import COPY_SCHEME, insert_code_block
 
 _ROLE_LABELS = {"user": "You", "assistant": "SmallThinker", "system": "System"}
 _NO_IMAGE = QImage(1, 1, QImage.Format.Format_ARGB32)  # what every image in a message shows
@@ -59,8 +59,10 @@ class ChatView(QTextBrowser):
         self.code = []
         self._answer_start = None
         cursor = self.textCursor()
+        cursor.beginEditBlock()  # one layout pass for the whole conversation, not one per insertion
         for role, content in messages:
             self._insert_message(cursor, role, content)
+        cursor.endEditBlock()
         self.moveCursor(QTextCursor.MoveOperation.End)
 
     def _insert_label(self, cursor: QTextCursor, role: str) -> None:
@@ -91,12 +93,9 @@ class ChatView(QTextBrowser):
                 if text:
                     cursor.insertMarkdown(text)
                 continue
-            if n:  # a table inserted right after text would join that text's block
-                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
             dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
-            cursor.insertHtml(code_block_html(segment.text, segment.language, len(self.code), dark=dark))
+            insert_code_block(cursor, segment.text, segment.language, len(self.code), dark=dark)
             self.code.append((segment.text, segment.language))
-            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
 
     def _link_clicked(self, url: QUrl) -> None:
         if url.scheme() == COPY_SCHEME and url.path().isdigit() and int(url.path()) < len(self.code):

@@ -6,7 +6,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QApplication
 
 from ui.chat_view import ChatView
-from ui.code_block_html import code_block_html
+from ui.code_blocks import insert_code_block
 
 ANSWER = (
     "Install it:\n\n```sh\npip install tea\n```\n\nThen:\n\n"
@@ -21,8 +21,8 @@ def test_each_block_is_framed_labelled_and_copied_by_its_link(qtbot):
     python = 'import tea\n\nif tea.ready():\n    print("Tea is ready")\n'
     assert view.code == [("pip install tea\n", "sh"), (python, "python")]
     text = view.toPlainText()
-    lines = text.splitlines()
-    assert "sh" in lines and "python" in lines  # each block's language label
+    headers = [line.split() for line in text.splitlines() if line.endswith("Copy")]
+    assert headers == [["sh", "Copy"], ["python", "Copy"]]  # each block's language and its link
     assert text.count("Copy") == 2 and "```" not in text  # fences are not shown
     assert "Then:" in text and "Enjoy." in text
     with qtbot.waitSignal(view.code_copied) as copied:
@@ -32,15 +32,32 @@ def test_each_block_is_framed_labelled_and_copied_by_its_link(qtbot):
     assert QApplication.clipboard().text() == view.code[1][0]
 
 
-def test_highlighting_follows_the_language_and_the_theme():
-    code = 'print("hi")\n'
-    python_light = code_block_html(code, "python", 0, dark=False)
-    python_dark = code_block_html(code, "python", 0, dark=True)
-    plain = code_block_html(code, "no-such-language", 0, dark=False)
-    assert python_light.count("color:") > plain.count("color:")  # keywords and strings coloured
-    assert python_light != python_dark and "background-color:" in python_dark
-    escaped = code_block_html("<script>", "", 0, dark=False)
-    assert "<script>" not in escaped and "&lt;script&gt;" in escaped
+def _colours(code: str, language: str, *, dark: bool) -> set[str]:
+    view = ChatView()
+    cursor = view.textCursor()
+    insert_code_block(cursor, code, language, 0, dark=dark)
+    found = set()
+    block = view.document().begin()
+    while block.isValid():
+        iterator = block.begin()
+        while not iterator.atEnd():
+            fragment = iterator.fragment()
+            if fragment.text().strip() and fragment.charFormat().fontFixedPitch():
+                found.add(fragment.charFormat().foreground().color().name())
+            iterator += 1
+        block = block.next()
+    return found
+
+
+def test_highlighting_follows_the_language_and_the_theme(qtbot):
+    code = 'def brew(tea):\n    return "ready"  # comment\n'
+    python_light, python_dark = _colours(code, "python", dark=False), _colours(code, "python", dark=True)
+    assert len(python_light) >= 3  # keywords, strings, comments, names
+    assert python_light != python_dark
+    assert len(_colours(code, "no-such-language", dark=False)) == 1  # unknown: plain text, one colour
+    view = ChatView()
+    insert_code_block(view.textCursor(), "<script>alert(1)</script>", "html", 0, dark=False)
+    assert "<script>alert(1)</script>" in view.toPlainText()  # text, never markup
 
 
 def test_a_streamed_answer_gets_its_code_block_once(qtbot):
