@@ -58,6 +58,7 @@ class EngineWorker(QObject):
     load_refused = Signal(str)  # the file failed its checks; the model loaded before stays
     load_progress = Signal(int)  # percent
     text_streamed = Signal(str)  # coalesced new text of the answer
+    speed_changed = Signal(float)  # tokens/s of the answer so far, with each text_streamed
     answer_done = Signal(object)  # AnswerDone
     answer_failed = Signal(str)
     summary_progress = Signal(object)  # SummaryProgress
@@ -164,12 +165,16 @@ class EngineWorker(QObject):
         parts: list[str] = []
         pending: list[str] = []
         last_emit = time.monotonic()
-        for chunk in chunks:
+        first_token: float | None = None
+        for n, chunk in enumerate(chunks):
             parts.append(chunk.text)
             pending.append(chunk.text)
             now = time.monotonic()
+            first_token = first_token or now
             if pending and (now - last_emit >= _EMIT_INTERVAL or chunk.is_final):
                 self.text_streamed.emit("".join(pending))
+                if n and now > first_token:
+                    self.speed_changed.emit(n / (now - first_token))
                 pending.clear()
                 last_emit = now
             if chunk.is_final:

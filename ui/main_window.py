@@ -32,6 +32,7 @@ from app.hardware import probe_hardware
 from app.hf_token import REMOTE_KEY_ACCOUNT, SERVER_KEY_ACCOUNT, TokenStore
 from app.model_choice import recommend
 from app.settings import Settings, SettingsError, save_settings
+from app.status_text import answer_details, context_text, memory_text, speed_text
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
@@ -43,8 +44,6 @@ from ui.search_box import SearchBox
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
 from ui.summary_actions import SummaryActions
-
-_MB = 1e6
 
 
 class MainWindow(ConversationActions, SummaryActions, QMainWindow):
@@ -78,6 +77,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.model: LoadedModel | None = None
         self.busy = False
         self.actions_by_name: dict[str, QAction] = {}
+        # Per conversation: the last answer's (speed, its details, context used, context length).
+        self._figures: dict[int | None, tuple[str, str, int, int]] = {}
         self.editing = False  # the next send replaces the last user message
         self._loading_name = ""
         self._build_widgets()
@@ -221,6 +222,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         worker.load_failed.connect(self._model_failed)
         worker.load_refused.connect(self._model_refused)
         worker.text_streamed.connect(self._answer_streamed)
+        worker.speed_changed.connect(lambda rate: self.speed_label.setText(speed_text(rate)))
         worker.answer_done.connect(self._answer_done)
         worker.answer_failed.connect(self._answer_failed)
         worker.summary_progress.connect(self._summary_progress)
@@ -284,7 +286,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self._show_model(model)
         if model.kernel_note:  # short: the status bar's right side holds the live figures
             self.statusBar().showMessage("Safe mode: see Settings.", 15000)
-        self.context_label.setText(f"context 0 / {model.context_length:,}")
+        self._figures.clear()  # another model: other speeds, another context
+        self._show_figures(self.conversation_id)
         self.pages.setCurrentIndex(1)
         self.input.setFocus()  # typing is the next thing to do
         if model.memory_mode != REMOTE_MODE and model.path != self.settings.model_path:
@@ -424,6 +427,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             return
         self.conversation_id = item.data(Qt.ItemDataRole.UserRole)
         self.show_conversation(self.conversation_id)
+        self._show_figures(self.conversation_id)
         if not self.conversation_list.hasFocus():  # arrowing through the list stays in the list
             self.input.setFocus()
 
@@ -442,6 +446,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         # the current item, so it is drawn again (a cleared selection alone left it blank).
         self.conversation_list.setCurrentRow(-1)
         self.chat_view.show_messages([])
+        self._show_figures(None)
         self.input.setFocus()
 
     # --- chatting --------------------------------------------------------------------------------------
@@ -520,11 +525,13 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
                 "Conversation > Export keeps it too.",
             )
         stats = done.stats
-        self.speed_label.setText(
-            f"{stats.decode_tokens_per_second:.1f} tok/s · prefill {stats.prefill_tokens_per_second:.0f} tok/s"
-            f" · first token {stats.ttft_seconds:.2f} s"
+        self._figures[self.conversation_id] = (
+            speed_text(stats.decode_tokens_per_second),
+            answer_details(stats),
+            stats.context_used,
+            stats.context_length,
         )
-        self.context_label.setText(f"context {stats.context_used:,} / {stats.context_length:,}")
+        self._show_figures(self.conversation_id)
         if done.notice:
             self.statusBar().showMessage(done.notice, 10000)
         self._set_busy(False)
@@ -551,19 +558,25 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             "inference by llama.cpp through llama-cpp-python; the window by Qt for Python.",
         )
 
+    def _show_figures(self, conversation_id: int | None) -> None:
+        """The speed and context of this conversation's last answer (each conversation its own)."""
+        speed, details, used, length = self._figures.get(conversation_id, ("", "", 0, 0))
+        self.speed_label.setText(speed)
+        self.speed_label.setToolTip(details)
+        length = length or (self.model.context_length if self.model is not None else 0)
+        text, tip = context_text(used, length) if length else ("", "")
+        self.context_label.setText(text)
+        self.context_label.setToolTip(tip)
+
     def _show_memory(self) -> None:
         report = self.engine.worker.memory_report()
         if report is None:
             self.memory_label.setText("")
+            self.memory_label.setToolTip("")
             return
-        resident = report.model_resident_bytes
-        model = f"model {resident / _MB:,.0f} MB" if resident is not None else "model ?"
-        if report.weights_budget_bytes is not None:
-            model += f" of {report.weights_budget_bytes / _MB:,.0f}"
-        experts = f" · experts {report.expert_hit_rate:.0%} cached" if report.expert_hit_rate is not None else ""
-        self.memory_label.setText(
-            f"RSS {report.rss_bytes / _MB:,.0f} MB · {model} · KV {report.kv_bytes / _MB:,.0f} MB{experts}"
-        )
+        text, tip = memory_text(report)
+        self.memory_label.setText(text)
+        self.memory_label.setToolTip(tip)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self._memory_timer.stop()

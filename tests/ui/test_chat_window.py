@@ -26,7 +26,9 @@ def test_sending_streams_an_answer_and_shows_the_speed(qtbot, open_window):
     # Each speaker's name stands on a line of its own, above the message.
     assert blocks[:3] == ["You", "Hello, who are you?", "SmallThinker"]
     assert blocks[3].strip() == done.text.strip()
-    assert re.search(r"\d+\.\d tok/s", window.speed_label.text())
+    assert re.fullmatch(r"\d+(\.\d)? tokens/s", window.speed_label.text())
+    assert "first token after" in window.speed_label.toolTip()  # the technical figures, a hover away
+    assert re.fullmatch(r"context \d+%", window.context_label.text())
     assert window.input.toPlainText() == ""  # Enter sent it
     assert not window.busy and window.send_button.text() == "Send"
 
@@ -197,5 +199,5 @@ def test_the_status_bar_shows_the_budget_and_the_expert_cache_when_experts_are_m
     send_and_wait(qtbot, window, "Hello there")
     window._show_memory()
     label = window.memory_label.text()
-    assert f"of {budget / 2**20:,.0f}" in label
-    assert re.search(r"experts \d+% cached", label), label
+    assert re.fullmatch(rf"memory \d\.\d\d of {budget / 2**30:.2f} GiB", label), label
+    assert re.search(r"Experts found in memory when needed: \d+%", window.memory_label.toolTip())

@@ -107,10 +107,10 @@ def test_the_window_answers_through_another_server(qtbot, tiny_model_path, isola
                 window.start_engine()
             assert connected.args[0].memory_mode == "remote"
             assert f"tiny · answered by the server at {server.base_url}" == window.model_label.text()
-            with qtbot.waitSignal(window.engine.worker.answer_done, timeout=30_000) as done:
+            with qtbot.waitSignal(window.answer_finished, timeout=30_000) as done:
                 window.send("Hello there")
             assert done.args[0].text and server.activity.served >= 1
-            qtbot.waitUntil(lambda: "tok/s" in window.speed_label.text())  # the speed, from the stream
+            qtbot.waitUntil(lambda: "tokens/s" in window.speed_label.text())  # the speed, from the stream
             qtbot.waitUntil(lambda: window.memory_label.text() == "")  # no local memory figures
             # Turned off, with no local model on disk: the welcome page again.
             with qtbot.waitSignal(window.model_changed, timeout=30_000) as off:

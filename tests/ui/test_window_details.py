@@ -124,3 +124,23 @@ def test_export_suggests_the_home_folder_and_the_menus_have_about_and_quit(qtbot
     assert "About SmallThinker Desktop" in window.actions_by_name
     window.actions_by_name["Quit"].trigger()
     assert not window.isVisible()
+
+
+def test_the_status_line_speaks_plainly_and_each_conversation_keeps_its_figures(qtbot, open_window):
+    import re
+
+    window = open_window()
+    speeds = []
+    window.engine.worker.speed_changed.connect(speeds.append)
+    _send(qtbot, window, "First conversation")
+    assert speeds  # the speed was shown while the answer streamed, not only after
+    first = (window.speed_label.text(), window.context_label.text())
+    assert re.fullmatch(r"\d+(\.\d)? tokens/s", first[0]) and re.fullmatch(r"context \d+%", first[1])
+    assert "of the model's 2,048 tokens" in window.context_label.toolTip()
+    window._show_memory()
+    assert re.fullmatch(r"memory \d+\.\d GiB", window.memory_label.text())
+    assert "KV cache" in window.memory_label.toolTip() and "RSS" not in window.memory_label.text()
+    window.new_chat()
+    assert window.speed_label.text() == "" and window.context_label.text() == "context 0%"
+    _click(qtbot, window, 0)
+    assert (window.speed_label.text(), window.context_label.text()) == first
