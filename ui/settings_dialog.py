@@ -6,7 +6,7 @@ import secrets
 from dataclasses import fields, replace
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -57,6 +57,38 @@ def _double(name: str, value: float, step: float) -> QDoubleSpinBox:
 def _stacked(control: QWidget, note: QLabel) -> QWidget:
     """A control with its explanation under it, as one form field."""
     box = QVBoxLayout()
+    box.addWidget(control)
+    box.addWidget(note)
+    widget = QWidget()
+    widget.setLayout(box)
+    return widget
+
+
+# One line each under the controls whose meaning is not obvious (and as their tooltips).
+EXPLANATIONS = {
+    "temperature": "How adventurous the wording is: 0 always takes the likeliest word; 0.6 is the models' own advice.",
+    "top_p": "Words are drawn from the likeliest ones that together make this share (0.95 drops the odd tail).",
+    "top_k": "At most this many candidate words at each step (0: no limit).",
+    "max_tokens": "The longest an answer may grow; a token is about three quarters of a word.",
+    "system_prompt": "Instructions the model reads before every conversation.",
+    "threads": "Processor cores working on answers; automatic uses every physical core.",
+    "context_length": "How much of a conversation the model sees at once; longer takes more memory.",
+    "font_size": "The size of all text, the conversation's included.",
+}
+
+
+def _explained(control: QWidget, name: str) -> QWidget:
+    """`control` with its one-line explanation under it, in the placeholder text's muted colour."""
+    note = QLabel(EXPLANATIONS[name])
+    note.setWordWrap(True)
+    note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    note.setMinimumHeight(note.fontMetrics().lineSpacing() * 2 + 2)  # room for a wrapped second line
+    note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    note.setObjectName(f"explains-{name}")
+    control.setToolTip(EXPLANATIONS[name])
+    box = QVBoxLayout()
+    box.setContentsMargins(0, 0, 0, 4)
+    box.setSpacing(1)
     box.addWidget(control)
     box.addWidget(note)
     widget = QWidget()
@@ -208,14 +240,14 @@ class SettingsDialog(QDialog):
     def _build_layout(self, browse: QPushButton) -> None:
         reload_note = " (reloads the model)"
         answers = QFormLayout()
-        answers.addRow("Temperature", self.temperature)
-        answers.addRow("Top-p", self.top_p)
-        answers.addRow("Top-k", self.top_k)
-        answers.addRow("Max tokens per answer", self.max_tokens)
-        answers.addRow("System prompt", self.system_prompt)
+        answers.addRow("Temperature", _explained(self.temperature, "temperature"))
+        answers.addRow("Top-p", _explained(self.top_p, "top_p"))
+        answers.addRow("Top-k", _explained(self.top_k, "top_k"))
+        answers.addRow("Max tokens per answer", _explained(self.max_tokens, "max_tokens"))
+        answers.addRow("System prompt", _explained(self.system_prompt, "system_prompt"))
         model = QFormLayout()
-        model.addRow("Threads" + reload_note, self.threads)
-        model.addRow("Context length" + reload_note, self.context_length)
+        model.addRow("Threads" + reload_note, _explained(self.threads, "threads"))
+        model.addRow("Context length" + reload_note, _explained(self.context_length, "context_length"))
         model.addRow("Memory budget" + reload_note, _stacked(self.budget, self.budget_label))
         model.addRow("KV cache type" + reload_note, _stacked(self.kv_type, self.kv_label))
         if self.kernel_label.text():
@@ -227,7 +259,7 @@ class SettingsDialog(QDialog):
         model.addRow("Hugging Face token (kept in the system keyring)", self.token)
         appearance = QFormLayout()
         appearance.addRow("Theme", self.theme)
-        appearance.addRow("Font size", self.font_size)
+        appearance.addRow("Font size", _explained(self.font_size, "font_size"))
         server = QFormLayout()
         server.addRow(self.server_enabled)
         server.addRow("Port", self.server_port)
@@ -258,9 +290,17 @@ class SettingsDialog(QDialog):
             page = QWidget()
             page.setLayout(form)
             self.tabs.addTab(page, title)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok
+            | QDialogButtonBox.StandardButton.Cancel
+            | QDialogButtonBox.StandardButton.RestoreDefaults
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.reset_button = buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults)
+        self.reset_button.setText("Reset to defaults")
+        self.reset_button.setToolTip("Every setting back to its default; the model, its folder and the keys stay")
+        self.reset_button.clicked.connect(self.reset_to_defaults)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         layout.addWidget(buttons)
@@ -296,6 +336,26 @@ class SettingsDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir.text())
         if folder:
             self.models_dir.setText(folder)
+
+    def reset_to_defaults(self) -> None:
+        """Every control to the default (applied on OK like any change); which model is used,
+        where models live and the keys are not settings one resets by accident."""
+        d = Settings()
+        self.threads.setValue(d.threads)
+        self.context_length.setValue(d.context_length)
+        self.temperature.setValue(d.temperature)
+        self.top_p.setValue(d.top_p)
+        self.top_k.setValue(d.top_k)
+        self.max_tokens.setValue(d.max_tokens)
+        self.system_prompt.setPlainText(d.system_prompt)
+        self.budget.setValue(round(d.memory_budget_gib))
+        self.kv_type.setCurrentText(d.kv_cache_type)
+        self.theme.setCurrentText(d.theme)
+        self.font_size.setValue(d.font_size)
+        self.server_enabled.setChecked(d.server_enabled)
+        self.server_port.setValue(d.server_port)
+        self.server_network.setChecked(d.server_on_network)
+        self.remote_enabled.setChecked(d.remote_enabled)
 
     def values(self) -> Settings:
         return replace(

@@ -73,3 +73,24 @@ def test_changes_that_need_no_reload_apply_at_once(qtbot, open_window):
     with qtbot.waitSignal(window.answer_finished, timeout=60_000) as done:
         window.send("Short answer please")
     assert done.args[0].stats.tokens_out == 5
+
+
+def test_every_unobvious_control_is_explained_and_reset_restores_the_defaults(qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from ui.settings_dialog import EXPLANATIONS
+
+    mine = Settings(
+        temperature=1.1, top_k=3, context_length=2048, theme="dark", font_size=16, server_enabled=True,
+        model_path="/models/a.gguf", models_dir="/models",
+    )  # fmt: skip
+    dialog = SettingsDialog(mine, ModelCatalog.load(), total_ram_bytes=16 * GIB, token="hf_x")
+    qtbot.addWidget(dialog)
+    for name, text in EXPLANATIONS.items():
+        note = dialog.findChild(QLabel, f"explains-{name}")
+        assert note is not None and note.text() == text, name
+    assert dialog.temperature.toolTip() == EXPLANATIONS["temperature"]
+    dialog.reset_button.click()
+    # Defaults again, but which model, where models live and the token are kept.
+    assert dialog.values() == Settings(model_path="/models/a.gguf", models_dir="/models")
+    assert dialog.token_value() == "hf_x"
