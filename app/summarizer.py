@@ -54,14 +54,19 @@ class SummaryProgress:
     level: int  # 0: the document's sections; 1, 2...: combining summaries
     eta_seconds: float | None
 
-    def describe(self) -> str:
-        what = {
+    @property
+    def what(self) -> str:
+        """The stage in words, without the time left."""
+        return {
             "section": f"Section {self.index} of {self.total}",
             "combine": f"Combining summaries: {self.index} of {self.total} (level {self.level})",
             "final": "Writing the final summary",
             "whole": "Summarising the whole document",
             "preparing": "Reading the document into sections",
         }[self.stage]
+
+    def describe(self) -> str:
+        what = self.what
         if self.eta_seconds is None:
             return what
         minutes, seconds = divmod(round(self.eta_seconds), 60)

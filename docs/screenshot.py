@@ -123,6 +123,28 @@ def _server_answering(app, window) -> bool:
     return "answering" in window.server.label.text()
 
 
+def _grab_summary_card(window, folder: Path, out: Path) -> bool:
+    """The window while a document is summarised: the card, caught at its second section."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    document = folder / "quarterly-report.md"
+    part = "The committee reviewed the budget for repairs. " * 60
+    document.write_text("".join(f"# Part {n}\n\n{part}\n\n" for n in range(6)), encoding="utf-8")
+    grabbed = []
+
+    def look(progress) -> None:
+        if progress.stage == "section" and progress.index == 2 and not grabbed:
+            grabbed.append(window.grab().save(str(out.with_name(f"{out.stem}-summary.png"))))
+
+    window.summary_progressed.connect(look)
+    loop = QEventLoop()
+    window.summary_finished.connect(loop.quit)
+    QTimer.singleShot(120_000, loop.quit)
+    window.summarise_document(str(document))
+    loop.exec()
+    return bool(grabbed and grabbed[0])
+
+
 def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: bool = False, server: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
         os.environ["SMALLTHINKER_DATA_DIR"] = str(Path(tmp) / "data")
@@ -178,6 +200,7 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: boo
         ok = window.grab().save(str(out)) and ok
         if dialogs:
             ok = _grab_dialogs(app, window, out) and ok
+            ok = _grab_summary_card(window, Path(tmp), out) and ok
         window.close()
         print(f"saved {out}" if ok else f"could not save {out}")
         return 0 if ok else 1

@@ -44,6 +44,7 @@ from ui.search_box import SearchBox
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
 from ui.summary_actions import SummaryActions
+from ui.summary_card import SummaryCard
 
 
 class MainWindow(ConversationActions, SummaryActions, QMainWindow):
@@ -136,6 +137,9 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         row.addWidget(self.send_button)
         chat_panel = QWidget()
         chat_layout = QVBoxLayout(chat_panel)
+        self.summary_card = SummaryCard()
+        self.summary_card.stop_requested.connect(self.stop)
+        chat_layout.addWidget(self.summary_card)
         chat_layout.addWidget(self.chat_view, stretch=1)
         chat_layout.addLayout(row)
         models_dir = self.settings.models_path()
@@ -502,6 +506,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     def stop(self) -> None:
         if self.busy:
             self.engine.worker.request_stop()
+            if self.summary_card.isVisible():
+                self.summary_card.stopping()
 
     def _send_or_stop(self) -> None:
         if self.busy:

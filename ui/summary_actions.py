@@ -1,9 +1,10 @@
 """Summarising a document from the window: File > Summarise document…, or drop the file.
 
-The worker runs the summary with the loaded model; progress shows in the status bar
-("Section 3 of 12 · about 2 min left"); Stop cancels within the section and what was
-finished is kept. The result becomes a conversation titled after the file, so the user
-can ask follow-up questions; its section summaries are one menu entry away.
+The worker runs the summary with the loaded model; a card above the emptied conversation
+view shows the progress (ui/summary_card.py: "Section 3 of 12", a bar, the time left, Stop);
+Stop cancels within the section and what was finished is kept. The result becomes a
+conversation titled after the file, so the user can ask follow-up questions; its section
+summaries are one menu entry away.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ class SummaryActions:
         if self.model is None:
             self.statusBar().showMessage("Load a model first (File > Open GGUF file…).", 5000)
             return
-        self.statusBar().showMessage(f"Reading {Path(path).name}…")
+        # The main area is the document's from now on, not the chat that happened to be open.
+        self.conversation_id = None
+        self.conversation_list.setCurrentRow(-1)
+        self.chat_view.show_messages([])
+        self._show_figures(None)
+        self.summary_card.start(Path(path).name)
         self._set_busy(True)
         self.engine.request_summarize.emit(path, sampling_params(self.settings))
 
@@ -41,25 +47,25 @@ class SummaryActions:
             self.summarise_document(path)
 
     def _summary_progress(self, progress: SummaryProgress) -> None:
-        self.statusBar().showMessage(progress.describe())
+        self.summary_card.update_progress(progress)
         self.summary_progressed.emit(progress)
 
     def _summary_done(self, result: SummaryResult) -> None:
+        self.summary_card.finish()
         self._set_busy(False)
         conversation = save_summary(self.store, result)
         self.conversation_id = conversation.id
         self.refresh_conversations()
         self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(conversation.id)])
         done = "Stopped; the finished parts are kept" if result.cancelled else "Summary ready"
-        self.statusBar().showMessage(
-            f"{done}: {result.sections} sections, {result.levels} combining levels (Conversation > Section summaries).",
-            10000,
-        )
+        # Short: the status bar's right side holds the live figures (a longer one was cut off).
+        self.statusBar().showMessage(f"{done} ({result.sections} sections): Conversation > Section summaries", 10000)
         self.summary_finished.emit(result)
 
     def _summary_failed(self, message: str) -> None:
+        self.summary_card.finish()
         self._set_busy(False)
-        self.statusBar().showMessage(message, 15000)
+        self.show_problem("Summary failed", message)
         self.summary_finished.emit(None)
 
     def show_part_summaries(self) -> QDialog | None:

@@ -59,3 +59,40 @@ def test_a_bad_document_is_reported_and_a_dropped_one_summarised(qtbot, open_win
     with qtbot.waitSignal(window.summary_finished, timeout=120_000) as done:
         window.dropEvent(drop)
     assert done.args[0] is not None and done.args[0].document.title == "note.txt"
+
+
+def test_the_summary_shows_a_card_in_the_main_area_while_it_runs(qtbot, open_window, tmp_path):
+    window = open_window(max_tokens=32, context_length=1024)
+    with qtbot.waitSignal(window.answer_finished, timeout=60_000):
+        window.send("An unrelated chat")
+    pdf = write_pdf(tmp_path / "report.pdf", [page_text(p, 8) for p in range(1, 6)])
+    seen = []
+
+    def look(progress):
+        card = window.summary_card
+        seen.append((card.isVisible(), card.title.text(), card.stage.text(), window.chat_view.toPlainText()))
+
+    window.summary_progressed.connect(look)
+    result, _ = summarise(qtbot, window, pdf)
+    assert result is not None and seen
+    visible, title, stage, shown = seen[1]
+    assert visible and title == "Summarising report.pdf" and stage.startswith("Section 1 of")
+    assert "An unrelated chat" not in shown  # the main area is the document's, not the old chat
+    assert not window.summary_card.isVisible()  # the result replaced it
+    assert window.conversation_list.currentItem().text() == "Summary: report.pdf"
+
+
+def test_the_time_left_counts_down_between_parts(qtbot):
+    from app.summarizer import SummaryProgress
+    from ui.summary_card import SummaryCard
+
+    card = SummaryCard()
+    qtbot.addWidget(card)
+    card.start("a.pdf")
+    card.update_progress(SummaryProgress("section", 2, 5, 0, 90.4))
+    assert card.eta.text() == "About 1 min 30 s left" and (card.bar.value(), card.bar.maximum()) == (1, 5)
+    card._deadline -= 10  # ten seconds on, no new estimate yet
+    card._show_time_left()
+    assert card.eta.text() == "About 1 min 20 s left"
+    card.update_progress(SummaryProgress("final", 1, 1, 0, None))
+    assert card.bar.maximum() == 0 and card.stage.text() == "Writing the final summary"
