@@ -129,16 +129,16 @@ class EngineWorker(QObject):
     def use_remote(self, base_url: str, api_key: str, model: str, n_ctx: int) -> None:
         """Answer through another OpenAI-compatible server instead of a local model."""
         started = time.perf_counter()
-        try:
-            self._unload()
+        try:  # connect first: a server that cannot be reached leaves the loaded model as it is
             remote = RemoteEngine(base_url, api_key, model, n_ctx=n_ctx)
         except AppError as exc:
-            self.load_failed.emit(str(exc))
+            (self.load_refused if self._engine is not None else self.load_failed).emit(str(exc))
             return
         except Exception as exc:  # the thread boundary
             log.exception("connecting to %s failed", base_url)
             self.load_failed.emit(f"Connecting to {base_url} failed unexpectedly: {exc}")
             return
+        self._unload()
         with self._engine_lock:
             self._engine = remote
         self.host.set_engine(remote, remote.model)

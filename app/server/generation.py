@@ -37,6 +37,9 @@ class JobRecord:
     ended_at: float | None = None
     tokens: int = 0
     cancelled_at_token: int | None = None  # tokens generated when the client went away
+    # How to stop it and wait for it (the server's shutdown, before the engine is closed).
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def tokens_after_cancel(self) -> int:
@@ -56,17 +59,29 @@ class Activity:
             self.served += 1
         return record
 
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Cancel every answer still running and wait for its thread: after this, whoever owns
+        the engine may close it (a thread still decoding on a closed model would crash)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = [job for job in self.jobs if job.ended_at is None and job.thread is not None]
+        for job in running:
+            job.cancel.set()
+        for job in running:
+            job.thread.join(max(0.0, deadline - time.monotonic()))
+
 
 class Generation:
     """Chunks of one answer, `async for`; `close()` (or leaving the loop early) cancels it."""
 
     def __init__(self, host: EngineHost, record: JobRecord, run: Callable[[Engine, threading.Event], Iterator[Chunk]]):
         self._host, self._record, self._run = host, record, run
-        self._cancel = threading.Event()
+        self._cancel = record.cancel
         self._queue: asyncio.Queue = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._first: object | None = None
-        threading.Thread(target=self._work, name="server-answer", daemon=True).start()
+        record.thread = threading.Thread(target=self._work, name="server-answer", daemon=True)
+        record.thread.start()
 
     @classmethod
     async def start(cls, host, record, run) -> Generation:

@@ -62,9 +62,11 @@ class RunningServer:
         return f"http://{host}:{self.port}/v1"
 
     def stop(self) -> None:
+        """Stop listening, then end the answers still running (their engine may be closed next)."""
         self._server.should_exit = True
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        self.activity.stop_all()
 
     def __enter__(self) -> RunningServer:
         return self.start()

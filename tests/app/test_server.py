@@ -187,3 +187,31 @@ def test_a_port_in_use_is_refused_with_a_message(served):
     server, host, _ = served
     with pytest.raises(ServerConfigError, match="in use"):
         RunningServer(host, ServerSettings(port=server.port)).start()
+
+
+def test_stopping_the_server_ends_its_answers_before_the_engine_can_be_closed(served):
+    _, host, _ = served
+    server = RunningServer(host, ServerSettings(port=0)).start()
+    client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=30)
+    errors = []
+
+    def ask():
+        try:
+            _chat(client, max_tokens=64)
+        except openai.APIError as exc:
+            errors.append(exc)
+
+    with host.turn("test"):  # the engine is busy: the request waits its turn
+        asker = threading.Thread(target=ask)
+        asker.start()
+        deadline = time.monotonic() + 10
+        while not server.activity.jobs:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        stopper.join(20)
+        assert not stopper.is_alive()  # stop() returned: no answer of this server is left running
+        job = server.activity.jobs[-1]
+        assert job.ended_at is not None and job.tokens == 0
+    asker.join(20)

@@ -50,7 +50,7 @@ def test_the_server_tab_asks_for_a_key_before_listening_on_the_network(qtbot):
 
 
 def test_the_window_serves_its_model_and_shows_when_the_server_answers(qtbot, open_window, memory_keyring):
-    window = open_window()
+    window = open_window(max_tokens=16)
     port = _free_port()
     states = []
     window.engine.worker.host_changed.connect(states.append)
@@ -77,7 +77,7 @@ def test_the_window_serves_its_model_and_shows_when_the_server_answers(qtbot, op
 
 
 def test_a_port_in_use_is_said_and_the_window_goes_on(qtbot, open_window, memory_keyring):
-    window = open_window()
+    window = open_window(max_tokens=16)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -127,3 +127,16 @@ def test_an_unreachable_server_is_said_in_the_window(qtbot, isolated_app_folders
     assert failed.args[0] is None
     assert "cannot reach the server at http://127.0.0.1:1/v1: is it running" in window.model_label.text()
     window.close()
+
+
+def test_an_unreachable_server_leaves_the_local_model_answering(qtbot, open_window, memory_keyring):
+    window = open_window(max_tokens=16)
+    loaded = window.model
+    with qtbot.waitSignal(window.problem_shown, timeout=30_000) as refused:
+        window.apply_settings(
+            dataclasses.replace(window.settings, remote_enabled=True, remote_url="http://127.0.0.1:1/v1")
+        )
+    assert "cannot reach the server" in refused.args[0] and refused.args[0].endswith("is still loaded.")
+    assert window.model == loaded
+    with qtbot.waitSignal(window.answer_finished, timeout=30_000):
+        window.send("Still here?")
