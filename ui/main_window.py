@@ -30,6 +30,7 @@ from app.engine_settings import engine_config, sampling_params
 from app.errors import AppError
 from app.hardware import probe_hardware
 from app.hf_token import REMOTE_KEY_ACCOUNT, SERVER_KEY_ACCOUNT, TokenStore
+from app.installed_models import installed_models
 from app.model_choice import recommend
 from app.settings import Settings, SettingsError, save_settings
 from app.status_text import answer_details, context_text, memory_text, speed_text
@@ -40,6 +41,7 @@ from ui.conversation_dates import DATE_ROLE, DatedItemDelegate, full_date
 from ui.download_worker import DownloadThread
 from ui.engine_worker import REMOTE_MODE, AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
+from ui.model_switcher import ModelSwitcher
 from ui.search_box import SearchBox
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
@@ -89,6 +91,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self._memory_timer = QTimer(self, interval=500, timeout=self._show_memory)
         self._memory_timer.start()
         self._apply_server(settings)
+        self.refresh_models()
 
     def _fit_to_screen(self, width: int, height: int) -> None:
         """The preferred size, or 90% of the screen where that is less (a 2x scale factor halves
@@ -157,6 +160,10 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         top = QHBoxLayout()  # the model, and on the right whether the local server is answering
+        self.model_switcher = ModelSwitcher()
+        self.model_switcher.model_chosen.connect(self.load_model)
+        self.model_switcher.open_requested.connect(self._choose_model_file)
+        top.addWidget(self.model_switcher)
         top.addWidget(self.model_label, stretch=1)
         top.addWidget(self.server.label)
         right_layout.addLayout(top)
@@ -277,6 +284,15 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         if self.model is None or self.model_label.text().startswith("Loading"):
             self.model_label.setText(f"Loading {self._loading_name}… {percent}%")
 
+    def refresh_models(self) -> None:
+        """The switcher's list: downloaded and folder models, and the file loaded last."""
+        remote = self.model is not None and self.model.memory_mode == REMOTE_MODE
+        self.model_switcher.setVisible(not remote)  # another server's model is named on the line itself
+        current = self.model.path if self.model is not None and not remote else None
+        also = [Path(p) for p in (current, self.settings.model_path) if p]
+        models = installed_models(self.settings.models_path(), self.catalog, also)
+        self.model_switcher.show_models(models, current)
+
     def _show_model(self, model: LoadedModel) -> None:
         safe = " · safe mode (slower)" if model.kernel_note else ""
         if model.memory_mode == REMOTE_MODE:
@@ -288,6 +304,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
     def _model_loaded(self, model: LoadedModel) -> None:
         self.model = model
         self._show_model(model)
+        self.refresh_models()
         if model.kernel_note:  # short: the status bar's right side holds the live figures
             self.statusBar().showMessage("Safe mode: see Settings.", 15000)
         self._figures.clear()  # another model: other speeds, another context
@@ -311,6 +328,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.model = None
         self.model_label.setText(f"The model could not be loaded: {message}")
         self.pages.setCurrentIndex(0)
+        self.refresh_models()
         self.model_changed.emit(None)
 
     # --- settings ------------------------------------------------------------------------------------

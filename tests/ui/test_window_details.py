@@ -144,3 +144,30 @@ def test_the_status_line_speaks_plainly_and_each_conversation_keeps_its_figures(
     assert window.speed_label.text() == "" and window.context_label.text() == "context 0%"
     _click(qtbot, window, 0)
     assert (window.speed_label.text(), window.context_label.text()) == first
+
+
+def test_the_model_switcher_lists_the_installed_models_and_loads_the_one_chosen(
+    qtbot, open_window, tiny_model_path, tmp_path, monkeypatch
+):
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    first = Path(shutil.copy(tiny_model_path, folder / "first.gguf"))
+    second = Path(shutil.copy(tiny_model_path, folder / "second.gguf"))
+    (folder / "notes.txt").write_text("not a model")
+    window = open_window(models_dir=str(folder))
+    with qtbot.waitSignal(window.model_changed, timeout=30_000):
+        window.load_model(str(first))
+    switcher = window.model_switcher
+    names = [switcher.itemText(i) for i in range(switcher.count())]
+    # The two files in the folder, the tiny model loaded before (elsewhere), and Open.
+    assert {"first", "second", "tiny"} <= set(names) and names[-1] == "Open a GGUF file…"
+    assert switcher.currentText() == "first"
+    with qtbot.waitSignal(window.model_changed, timeout=30_000) as switched:
+        switcher.activated.emit(names.index("second"))
+    assert Path(switched.args[0].path) == second and switcher.currentText() == "second"
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **_kw: asked.append(args[1]) or ("", ""))
+    switcher.activated.emit(switcher.count() - 1)  # "Open a GGUF file…": the file dialog, cancelled
+    assert asked == ["Open a SmallThinker GGUF file"] and switcher.currentText() == "second"
