@@ -53,6 +53,7 @@ from app.errors import (
 )
 from engine.errors import ModelLoadError
 from engine.gguf_file import read_gguf
+from engine.json_record import write_json_record
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +166,7 @@ class ModelDownloader:
         record = self._verified()
         record[remote.filename] = {"size": remote.size, "sha256": remote.sha256}
         try:
-            tmp = self.models_dir / f"{VERIFIED_FILE}.tmp"
-            tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-            os.replace(tmp, self.models_dir / VERIFIED_FILE)
+            write_json_record(self.models_dir / VERIFIED_FILE, record)
         except OSError as exc:  # the file itself is fine; only the record of it is missing
             log.warning("could not record %s as verified: %s", remote.filename, exc)
 

@@ -7,10 +7,10 @@ rates and hit rates stay one hover away.
 
 from __future__ import annotations
 
+from app.catalog import GIB
 from engine.chunks import ChatStats
 from engine.memory_report import MemoryReport
 
-GIB = 1 << 30
 MB = 1e6
 
 

@@ -66,9 +66,16 @@ class Engine:
         *,
         cb_eval=None,
         on_load_progress: Callable[[float], None] | None = None,
+        checked: ModelInfo | None = None,
     ) -> None:
+        """`checked`: what `Engine.preflight(model_path, config)` returned, when the caller ran
+        it already (the window does, before unloading its model), so it is not done twice."""
         self.config = config or EngineConfig()
-        self.info = self.preflight(model_path, self.config)
+        if checked is not None:
+            self.config.check()
+            self.info = checked
+        else:
+            self.info = self.preflight(model_path, self.config)
         self.kv: KvLayout = kv_layout(
             self.info,
             self.config.n_ctx,

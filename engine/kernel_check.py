@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.config import Kernels
+from engine.json_record import write_json_record
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,7 @@ def _write(path: Path, key: str, verdict: KernelVerdict) -> None:
     known = {k: asdict(v) for k, v in _read(path).items()}
     known[key] = asdict(verdict)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(known, indent=1), encoding="utf-8")
-        os.replace(partial, path)
+        write_json_record(path, known)
     except OSError as exc:  # the verdict still holds for this session
         log.warning("could not save the kernel check to %s: %s", path, exc)
 

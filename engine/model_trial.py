@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import ModelLoadError
+from engine.json_record import write_json_record
 from engine.kernel_check import run_probe
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,7 @@ def _read(path: Path | None) -> list[str]:
 def _write(path: Path, key: str) -> None:
     known = [k for k in _read(path) if k != key][-(_KEEP - 1) :] + [key]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(known, indent=0), encoding="utf-8")
-        os.replace(partial, path)
+        write_json_record(path, known)
     except OSError as exc:  # remembered for this session anyway
         log.warning("could not save the trial record %s: %s", path, exc)
 

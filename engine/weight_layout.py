@@ -58,12 +58,7 @@ class RepackOverrides:
     """A NULL-terminated override list for llama_model_params, and what it repacks."""
 
     tensors: list[TensorInfo]
-    array: ctypes.Array  # keep alive as long as llama.cpp may read it (the load)
-    pattern: bytes
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
+    array: ctypes.Array  # keep alive as long as llama.cpp may read it (the load); it holds the pattern
 
     def pointer(self) -> ctypes.c_void_p:
         return ctypes.cast(self.array, ctypes.c_void_p)
@@ -118,7 +113,7 @@ def repack_overrides(info: ModelInfo, system_info: str) -> RepackOverrides | Non
     array = (_Override * 2)()
     array[0].pattern = pattern
     array[0].buft = buft
-    return RepackOverrides(tensors, array, pattern)
+    return RepackOverrides(tensors, array)
 
 
 @functools.cache

@@ -88,9 +88,9 @@ class EngineWorker(QObject):
     @Slot(str, object)
     def load(self, path: str, config: EngineConfig) -> None:
         try:
-            Engine.preflight(path, config)  # a file refused here leaves the loaded model as it is
+            checked = Engine.preflight(path, config)  # a file refused here leaves the loaded model as it is
         except (EngineError, OSError) as exc:
-            (self.load_refused if self._engine is not None else self.load_failed).emit(str(exc))
+            self._refuse(str(exc))
             return
         try:
             self._unload()
@@ -102,7 +102,7 @@ class EngineWorker(QObject):
                     last_percent[0] = percent
                     self.load_progress.emit(percent)
 
-            engine = Engine(path, config, on_load_progress=report)
+            engine = Engine(path, config, on_load_progress=report, checked=checked)
         except (EngineError, OSError) as exc:
             self.load_failed.emit(str(exc))
             return
@@ -132,7 +132,7 @@ class EngineWorker(QObject):
         try:  # connect first: a server that cannot be reached leaves the loaded model as it is
             remote = RemoteEngine(base_url, api_key, model, n_ctx=n_ctx)
         except AppError as exc:
-            (self.load_refused if self._engine is not None else self.load_failed).emit(str(exc))
+            self._refuse(str(exc))
             return
         except Exception as exc:  # the thread boundary
             log.exception("connecting to %s failed", base_url)
@@ -200,6 +200,10 @@ class EngineWorker(QObject):
         except Exception as exc:
             log.exception("summarising %s failed", path)
             self.summary_failed.emit(f"Summarising failed unexpectedly: {exc}")
+
+    def _refuse(self, message: str) -> None:
+        """Another model could not be had: the one loaded (if any) stays, and the window says so."""
+        (self.load_refused if self._engine is not None else self.load_failed).emit(message)
 
     def _unload(self) -> None:
         """Close the loaded engine, once no server request is using it."""
