@@ -31,20 +31,11 @@ import numpy as np  # noqa: E402
 
 from engine.experts.map import expert_map  # noqa: E402
 from engine.experts.page_control import pages_touched, residency  # noqa: E402
+from engine.experts.read_probe import drop_cached as drop  # noqa: E402
+from engine.experts.read_probe import machine_busy_seconds, read_willneed_confirmed  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
 
 METHODS = ("pread", "willneed", "willneed_confirmed")
-
-
-def machine_busy_seconds() -> float:
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def drop(fd: int) -> None:
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def read_pread(fd: int, ranges: list[tuple[int, int]], threads: int = 4) -> None:
@@ -67,16 +58,6 @@ def read_willneed(fd: int, ranges: list[tuple[int, int]], base: int) -> None:
         pending = [span for span in pending if not residency(*span).all()]
         if pending:
             time.sleep(0.0002)
-
-
-def read_willneed_confirmed(fd: int, ranges: list[tuple[int, int]]) -> None:
-    """As engine/experts/io.py does: every WILLNEED issued at once, then a pread of each in
-    order, which waits for the pages in flight instead of reading them again."""
-    for offset, nbytes in ranges:
-        os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
-    buffer = memoryview(bytearray(max(n for _, n in ranges)))
-    for offset, nbytes in ranges:
-        os.preadv(fd, [buffer[:nbytes]], offset)
 
 
 def measure(path: Path, n_experts: int, seed: int = 0) -> dict:

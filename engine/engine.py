@@ -107,6 +107,7 @@ class Engine:
         self.model_bytes = int(llama_cpp.llama_model_size(self._rt.model.model))
         self._mappings = [] if self.repacked else page_control.mappings_of(self.info.path)
         self._tokens: list[int] = []  # what sequence 0 of the KV cache holds
+        self.tokens_generated = 0  # over the engine's life: live speed panels take differences
         self._store = ConversationCacheStore(
             max_entries=self.config.saved_conversations,
             max_bytes=self.config.saved_conversation_bytes,
@@ -311,6 +312,7 @@ class Engine:
                     break
                 token = sampler.sample(self._rt.ctx, -1)
                 timing.token_sampled()
+                self.tokens_generated += 1
                 if self._rt.is_end_of_generation(token):
                     finish = FinishReason.STOP
                     break

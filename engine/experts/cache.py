@@ -133,7 +133,11 @@ class ExpertCache:
         candidates[pinned] = False
         keys = np.flatnonzero(candidates)
         if self.policy is CachePolicy.LFU:
-            order = np.lexsort((self._last_used[keys], self._score[keys]))
+            scores = self._score[keys]
+            if n < len(keys):  # only keys scoring no more than the n-th lowest can go: sort those
+                low = scores <= np.partition(scores, n - 1)[n - 1]
+                keys, scores = keys[low], scores[low]
+            order = np.lexsort((self._last_used[keys], scores))
         elif self.policy is CachePolicy.LRU:
             order = np.argsort(self._last_used[keys], kind="stable")
         else:

@@ -23,6 +23,7 @@ import numpy as np
 
 from engine.errors import EngineError
 from engine.experts.cache import CachePolicy, ExpertCache
+from engine.experts.footprint import ExpertFootprint
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
 from engine.experts.io import ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
@@ -55,9 +56,6 @@ IO_THREADS = 4
 LOOKAHEAD_LAYERS = 2
 READ_METHOD = ReadMethod.WILLNEED
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
-# Pages of the embedding table touched so far are counted when measured; before the first
-# sweep this much is assumed.
-_EMBEDDING_ALLOWANCE = 32 << 20
 
 
 class BudgetTooSmallError(EngineError, ValueError):
@@ -114,15 +112,12 @@ class ExpertStats:
 
 def fixed_bytes(info: ModelInfo) -> int:
     """Weights every token needs and the manager never evicts (embedding rows estimated)."""
-    experts = sum(t.nbytes for t in info.tensors.values() if t.name.split(".")[-2] in EXPERT_TENSORS)
-    embedding = info.tensors["token_embd.weight"].nbytes
-    total = sum(t.nbytes for t in info.tensors.values())
-    return total - experts - embedding + min(embedding, _EMBEDDING_ALLOWANCE)
+    return ExpertFootprint.of_model(info).fixed_bytes
 
 
-def minimum_budget(info: ModelInfo, experts: ExpertMap) -> int:
+def minimum_budget(info: ModelInfo) -> int:
     """Fixed weights plus every expert of one layer (a prompt batch may use them all)."""
-    return fixed_bytes(info) + experts.n_expert * experts.expert_bytes
+    return ExpertFootprint.of_model(info).minimum_budget
 
 
 class ExpertManager:
@@ -144,8 +139,8 @@ class ExpertManager:
         cache starts from it, and `close` adds this session's selections to it. `lookahead`:
         how many later layers' experts are guessed and read ahead (decode only; 0: none);
         None for it or `read_method`: the measured defaults above."""
-        if budget_bytes < minimum_budget(info, experts):
-            need = minimum_budget(info, experts) / 2**30
+        if budget_bytes < minimum_budget(info):
+            need = minimum_budget(info) / 2**30
             raise BudgetTooSmallError(
                 f"a memory budget of {budget_bytes / 2**30:.2f} GiB is too small for {info.path.name}: "
                 f"it needs at least {need:.2f} GiB (the weights every token uses plus one layer's experts)"
@@ -155,8 +150,8 @@ class ExpertManager:
         self.prefetch = prefetch
         self.lookahead = (LOOKAHEAD_LAYERS if lookahead is None else lookahead) if prefetch else 0
         self.read_method = ReadMethod(read_method or READ_METHOD)
-        self._margin = budget_bytes // 200 + (4 << 20)
-        self._fixed = fixed_bytes(info)
+        self.footprint = ExpertFootprint.of_model(info)
+        self._fixed = self.footprint.fixed_bytes
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
         self._history_path = history_path
         history = load_history(history_path, experts.n_layer, experts.n_expert) if history_path else None
@@ -204,7 +199,7 @@ class ExpertManager:
         self._peak: int | None = None
 
     def _capacity(self, fixed: int) -> int:
-        return max(self.map.n_expert, (self.budget_bytes - fixed - self._margin) // self.map.expert_bytes)
+        return self.footprint.capacity(self.budget_bytes, fixed)
 
     # --- set-up -------------------------------------------------------------------------------
     def attach(self, mapping: FileMapping, copied: list[tuple[int, int]] = ()) -> None:

@@ -176,7 +176,7 @@ def test_the_manager_stays_out_of_the_way_when_the_model_fits(small_moe_model_pa
 
 def test_a_budget_below_the_minimum_is_refused_with_the_minimum(small_moe_model_path):
     info = inspect_model(small_moe_model_path)
-    need = minimum_budget(info, expert_map(info))
+    need = minimum_budget(info)
     config = EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED, expert_budget_bytes=need - 4096)
     with pytest.raises(BudgetTooSmallError, match="needs at least"):
         Engine(small_moe_model_path, config)
