@@ -191,6 +191,7 @@ BENCHMARKS = {
     "context": "context.py",
     "engine": "engine.py",
     "memory": "memory_budget.py",
+    "predict": "predict.py",
     "server": "server.py",
     "summarize": "summarize.py",
     "ui": "ui.py",

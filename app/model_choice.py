@@ -4,14 +4,18 @@ The rule (also in the README):
 - Keep back for the OS and the app a quarter of the RAM, at least 1 GiB; the rest is usable.
 - A model runs *in memory* (fastest) when its file plus its KV cache at the default
   context fit the usable RAM. Prefer the 21B when it does, else the 4B.
-- Otherwise a model still runs in *memory-budget* mode (weights streamed from disk, hot
-  experts kept) when the usable RAM is at least its minimum budget (4B: 1 GiB, 21B:
-  8 GiB, the paper's targets). The 4B is recommended that way.
+- Otherwise the 21B is offered in *memory-budget* mode (weights streamed from disk, hot
+  experts kept) when the usable RAM is at least its minimum budget (8 GiB, the paper's
+  target) and its predicted speed there (app/speed: this machine's disk and compute) is
+  at least the usable speed set in the settings (5 tokens/s by default); the reason names
+  the disk speed and the prediction, or why not.
+- Else the 4B: in memory when it fits, else in memory-budget mode from 1 GiB.
 - Below that, nothing runs well: the 4B is named, flagged as not fitting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +41,15 @@ class Recommendation:
     reason: str
 
 
+@dataclass(frozen=True)
+class BudgetSpeed:
+    """What the speed prediction (app/speed) says of a model in memory-budget mode."""
+
+    predict_tps: Callable[[str, int], float | None]  # model id, whole budget -> tokens/s (None: does not run)
+    disk_source: str  # "your disk reads 3.1 GB/s"
+    min_tps: float  # the slowest speed the user calls usable
+
+
 def usable_ram(total_ram_bytes: int) -> int:
     return max(0, total_ram_bytes - max(RESERVE_MIN_BYTES, int(total_ram_bytes * RESERVE_FRACTION)))
 
@@ -49,20 +62,46 @@ def _gib(n: int | float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def recommend(probe: HardwareProbe, catalog: ModelCatalog) -> Recommendation:
+def _large_in_budget(large: CatalogEntry, usable: int, speed: BudgetSpeed | None) -> tuple[bool, str]:
+    """Whether to offer the 21B in memory-budget mode at `usable`, and the reason either way."""
+    if usable < large.min_budget_gib * GIB:
+        return False, f"{large.display_name} would need {_gib(in_memory_need(large))}."
+    if speed is None:
+        return False, f"{large.display_name} would need {_gib(in_memory_need(large))} to run in memory."
+    tps = speed.predict_tps(large.id, usable)
+    if tps is None:
+        return False, f"{large.display_name} does not fit in {_gib(usable)}."
+    said = f"{speed.disk_source}: {large.display_name} runs at about {tps:.0f} tokens/s in {_gib(usable)}"
+    if tps >= speed.min_tps:
+        return True, said + " (its experts are read from disk as needed), with the best answers."
+    return False, f"{said}, below the {speed.min_tps:g} tokens/s set as usable."
+
+
+def speed_decides(probe: HardwareProbe, catalog: ModelCatalog) -> bool:
+    """Whether the recommendation depends on the speed prediction: the 21B does not fit in
+    memory here but its memory-budget mode might run."""
+    large, usable = catalog.get("21b"), usable_ram(probe.total_ram_bytes)
+    return in_memory_need(large) > usable >= large.min_budget_gib * GIB
+
+
+def recommend(probe: HardwareProbe, catalog: ModelCatalog, speed: BudgetSpeed | None = None) -> Recommendation:
+    """`speed`: the prediction for memory-budget mode; without it the 21B is offered only in memory."""
     small, large = catalog.get("4b"), catalog.get("21b")
     ram, usable = probe.total_ram_bytes, usable_ram(probe.total_ram_bytes)
     head = f"This computer has {_gib(ram)} of RAM; about {_gib(usable)} can go to the model."
     disk_note = ""
+    large_in_budget, large_note = (
+        (False, "") if in_memory_need(large) <= usable else _large_in_budget(large, usable, speed)
+    )
     if in_memory_need(large) <= usable:
         choice, mode, budget = large, RunMode.IN_MEMORY, None
         why = f"{large.display_name} fits in memory (it needs {_gib(in_memory_need(large))}): the best answers."
+    elif large_in_budget:
+        choice, mode, budget = large, RunMode.MEMORY_BUDGET, usable
+        why = large_note
     elif in_memory_need(small) <= usable:
         choice, mode, budget = small, RunMode.IN_MEMORY, None
-        why = (
-            f"{small.display_name} fits in memory ({_gib(in_memory_need(small))}) and answers quickly; "
-            f"{large.display_name} would need {_gib(in_memory_need(large))}."
-        )
+        why = f"{small.display_name} fits in memory ({_gib(in_memory_need(small))}) and answers quickly; {large_note}"
     elif usable >= small.min_budget_gib * GIB:
         choice, mode, budget = small, RunMode.MEMORY_BUDGET, usable
         why = (

@@ -35,6 +35,8 @@ class Settings:
     max_tokens: int = field(default=1024, metadata={"bounds": (1, 32768)})
     system_prompt: str = "You are a helpful assistant."
     memory_budget_gib: float = field(default=0.0, metadata={"bounds": (0.0, 1024.0)})  # 0: automatic
+    # the slowest predicted speed at which a model is offered in memory-budget mode
+    min_usable_tps: float = field(default=5.0, metadata={"bounds": (0.5, 100.0)})
     kv_cache_type: str = field(default="f16", metadata={"choices": KV_TYPES})
     theme: str = field(default="system", metadata={"choices": THEMES})
     font_size: int = field(default=11, metadata={"bounds": (6, 32)})
