@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.code_fences import code_blocks
-from app.conversations import ConversationStore, Message, StoreError
+from app.conversations import ConversationStore, Message, StoreError, Versions
 from app.settings import Settings
 
 _TITLE_CHARS = 48
@@ -20,6 +20,18 @@ _TITLE_CHARS = 48
 class PendingAnswer:
     conversation_id: int
     messages: tuple[tuple[str, str], ...]  # (role, content) for the engine, system prompt first
+    user_message: Message | None = None  # the message just sent, as saved
+
+
+@dataclass(frozen=True)
+class ShownMessage:
+    """A message as the chat view shows it: with its id for the actions, and the conversation's
+    versions from it on (at the message before it) where there are several."""
+
+    role: str
+    content: str
+    id: int | None = None  # None: not saved (no actions but Copy)
+    versions: Versions | None = None
 
 
 class ChatSession:
@@ -43,29 +55,55 @@ class ChatSession:
         self.save_unsaved()  # an answer still waiting comes first, or the message is not sent
         if conversation_id is None:
             conversation_id = self.store.create(_title_from(text)).id
-        self.store.add_message(conversation_id, "user", text)
-        return PendingAnswer(conversation_id, self.engine_messages(conversation_id))
+        saved = self.store.add_message(conversation_id, "user", text)
+        return PendingAnswer(conversation_id, self.engine_messages(conversation_id), saved)
 
-    def regenerate(self, conversation_id: int) -> PendingAnswer:
-        """Drop the last answer (and anything after it) so the last user message is answered again."""
+    def shown(self, conversation_id: int) -> tuple[list[ShownMessage], str | None]:
+        """The conversation for the view, and a sentence when the database lost some of it."""
         messages = self.store.messages(conversation_id)
-        last_user = _last(messages, "user")
-        if last_user is None:
+        versions = self.store.versions(conversation_id)
+        shown, parent = [], 0
+        for m in messages:
+            shown.append(ShownMessage(m.role, m.content, m.id, versions.get(parent)))
+            parent = m.id
+        return shown, messages.damaged
+
+    def shown_last(self, conversation_id: int, message: Message) -> ShownMessage:
+        """`message`, just saved at the end of the conversation, for the view."""
+        messages = self.store.messages(conversation_id)
+        before = [m.id for m in messages if m.id < message.id]
+        parent = before[-1] if before else 0
+        return ShownMessage(message.role, message.content, message.id, self.store.versions(conversation_id).get(parent))
+
+    def regenerate(self, conversation_id: int, answer_id: int | None = None) -> PendingAnswer:
+        """Answer again: the answer `answer_id` (by default the last one) and what followed it
+        are kept as a version, and the user message before it is answered anew."""
+        messages = self.store.messages(conversation_id)
+        if answer_id is None:
+            last_user = _last(messages, "user")
+            if last_user is None:
+                raise ValueError("there is no message to answer again")
+            after = [m for m in messages if m.id > last_user.id]
+            answer_id = after[0].id if after else None
+        if answer_id is not None:
+            self.store.branch(conversation_id, answer_id)
+        if _last(self.store.messages(conversation_id), "user") is None:
             raise ValueError("there is no message to answer again")
-        after = [m for m in messages if m.id > last_user.id]
-        if after:
-            self.store.delete_messages_from(conversation_id, after[0].id)
         return PendingAnswer(conversation_id, self.engine_messages(conversation_id))
 
-    def last_user_text(self, conversation_id: int) -> str:
-        last_user = _last(self.store.messages(conversation_id), "user")
-        return last_user.content if last_user else ""
+    def message_text(self, conversation_id: int, message_id: int) -> str:
+        return next((m.content for m in self.store.messages(conversation_id) if m.id == message_id), "")
 
-    def edit_last(self, conversation_id: int, text: str) -> PendingAnswer:
-        """Replace the last user message (and drop what followed it), then answer the new one."""
-        last_user = _last(self.store.messages(conversation_id), "user")
-        if last_user is not None:
-            self.store.delete_messages_from(conversation_id, last_user.id)
+    def edit(self, conversation_id: int, message_id: int | None, text: str) -> PendingAnswer:
+        """Send `text` in place of the user message `message_id` (by default the last one): the
+        conversation from that message on is kept as a version, and the new text is answered."""
+        if not text.strip():
+            raise ValueError("an empty message is not sent")
+        if message_id is None:
+            last_user = _last(self.store.messages(conversation_id), "user")
+            message_id = last_user.id if last_user else None
+        if message_id is not None:
+            self.store.branch(conversation_id, message_id)
         return self.send(conversation_id, text)
 
     def last_answer(self, conversation_id: int) -> str:

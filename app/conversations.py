@@ -3,11 +3,21 @@
 Every write is its own transaction, so a message saved is a message kept, whatever
 happens to the process afterwards. WAL mode lets the UI read while a write lands.
 A streamed answer is saved when it completes, or as partial when stopped.
+
+Versions: regenerating an answer or editing a message branches the conversation at the
+message before it (its *parent*; 0 for the first). The messages from there on (the *tail*)
+are kept as a numbered version of that parent, and the conversation continues with a new
+one; switching versions swaps the tails. `messages` always holds the tail shown; other
+versions are JSON lists of (role, content, complete) in `message_versions`, and
+`live_versions` numbers the one shown. A version's own deeper versions are not kept when
+another version replaces it (one level of branching per parent is what is shown).
+Schema 3 added the two tables: an older database gains them and is otherwise unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -33,6 +43,19 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
+CREATE TABLE IF NOT EXISTS message_versions (
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    parent_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    tail TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, parent_id, version)
+);
+CREATE TABLE IF NOT EXISTS live_versions (
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    parent_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, parent_id)
+);
 CREATE TABLE IF NOT EXISTS part_summaries (
     id INTEGER PRIMARY KEY,
     conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
@@ -42,7 +65,8 @@ CREATE TABLE IF NOT EXISTS part_summaries (
     complete INTEGER NOT NULL DEFAULT 1
 );
 """
-SCHEMA_VERSION = 2  # 2: part_summaries (a document summary's section summaries)
+# 2: part_summaries (a document summary's section summaries); 3: message versions
+SCHEMA_VERSION = 3
 
 
 class StoreError(AppError, RuntimeError):
@@ -75,6 +99,15 @@ class Message:
 
 
 _SELECT_MESSAGES = "SELECT id, conversation_id, role, content, complete FROM messages"
+
+
+@dataclass(frozen=True)
+class Versions:
+    """The versions of a conversation at one parent: which is shown (1-based) of how many."""
+
+    parent_id: int
+    shown: int
+    total: int
 
 
 class Messages(list):
@@ -177,9 +210,112 @@ class ConversationStore:
     def update_message(self, message_id: int, content: str, *, complete: bool = True) -> None:
         self._write("UPDATE messages SET content = ?, complete = ? WHERE id = ?", (content, int(complete), message_id))
 
-    def delete_messages_from(self, conversation_id: int, message_id: int) -> None:
-        """Remove a message and everything after it (for regenerate and edit-and-resend)."""
-        self._write("DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (conversation_id, message_id))
+    # --- versions ---------------------------------------------------------------------------------
+    def branch(self, conversation_id: int, first_id: int) -> None:
+        """Keep the messages from `first_id` on as a version and remove them from the
+        conversation, which then continues as a new version at the same parent."""
+        try:
+            with self._db:
+                parent = self._parent_of(conversation_id, first_id)
+                self._keep_tail(conversation_id, parent, first_id)
+                top = self._db.execute(
+                    "SELECT max(version) FROM message_versions WHERE conversation_id = ? AND parent_id = ?",
+                    (conversation_id, parent),
+                ).fetchone()[0]
+                self._set_live(conversation_id, parent, (top or 0) + 1)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not save the conversation's versions: {exc}") from exc
+
+    def show_version(self, conversation_id: int, parent_id: int, version: int) -> None:
+        """Show another version at `parent_id`: the tail shown now is kept as its own version."""
+        try:
+            with self._db:
+                row = self._db.execute(
+                    "SELECT tail FROM message_versions WHERE conversation_id = ? AND parent_id = ? AND version = ?",
+                    (conversation_id, parent_id, version),
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"there is no version {version} here")
+                first = self._db.execute(
+                    "SELECT min(id) FROM messages WHERE conversation_id = ? AND id > ?", (conversation_id, parent_id)
+                ).fetchone()[0]
+                if first is not None:
+                    self._keep_tail(conversation_id, parent_id, first)
+                self._db.execute(
+                    "DELETE FROM message_versions WHERE conversation_id = ? AND parent_id = ? AND version = ?",
+                    (conversation_id, parent_id, version),
+                )
+                now = time.time()
+                for role, content, complete in json.loads(row[0]):
+                    self._db.execute(
+                        "INSERT INTO messages (conversation_id, role, content, complete, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (conversation_id, role, content, int(complete), now),
+                    )
+                self._set_live(conversation_id, parent_id, version)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not switch versions: {exc}") from exc
+
+    def versions(self, conversation_id: int) -> dict[int, Versions]:
+        """Per parent with more than one version: the message after it shows "shown/total"."""
+        kept: dict[int, int] = {}
+        for parent, count in self._db.execute(
+            "SELECT parent_id, count(*) FROM message_versions WHERE conversation_id = ? GROUP BY parent_id",
+            (conversation_id,),
+        ):
+            kept[parent] = count
+        live = dict(
+            self._db.execute(
+                "SELECT parent_id, version FROM live_versions WHERE conversation_id = ?", (conversation_id,)
+            ).fetchall()
+        )
+        return {parent: Versions(parent, live.get(parent, count + 1), count + 1) for parent, count in kept.items()}
+
+    def version_numbers(self, conversation_id: int, parent_id: int) -> list[int]:
+        """Every version number at `parent_id`, the one shown included, in order."""
+        rows = self._db.execute(
+            "SELECT version FROM message_versions WHERE conversation_id = ? AND parent_id = ?",
+            (conversation_id, parent_id),
+        ).fetchall()
+        live = self._db.execute(
+            "SELECT version FROM live_versions WHERE conversation_id = ? AND parent_id = ?",
+            (conversation_id, parent_id),
+        ).fetchone()
+        return sorted({r[0] for r in rows} | ({live[0]} if live else set()))
+
+    def _parent_of(self, conversation_id: int, message_id: int) -> int:
+        row = self._db.execute(
+            "SELECT max(id) FROM messages WHERE conversation_id = ? AND id < ?", (conversation_id, message_id)
+        ).fetchone()
+        return row[0] or 0
+
+    def _keep_tail(self, conversation_id: int, parent: int, first_id: int) -> None:
+        """Inside a transaction: save messages >= first_id as the live version at `parent`, then
+        remove them (and the versions kept below them, which belonged to that tail)."""
+        rows = self._db.execute(
+            "SELECT role, content, complete FROM messages WHERE conversation_id = ? AND id >= ? ORDER BY id",
+            (conversation_id, first_id),
+        ).fetchall()
+        live = self._db.execute(
+            "SELECT version FROM live_versions WHERE conversation_id = ? AND parent_id = ?", (conversation_id, parent)
+        ).fetchone()
+        if rows:
+            self._db.execute(
+                "INSERT OR REPLACE INTO message_versions (conversation_id, parent_id, version, tail) "
+                "VALUES (?, ?, ?, ?)",
+                (conversation_id, parent, live[0] if live else 1, json.dumps([list(r) for r in rows])),
+            )
+        for table in ("message_versions", "live_versions"):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE conversation_id = ? AND parent_id >= ?", (conversation_id, first_id)
+            )
+        self._db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (conversation_id, first_id))
+
+    def _set_live(self, conversation_id: int, parent: int, version: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO live_versions (conversation_id, parent_id, version) VALUES (?, ?, ?)",
+            (conversation_id, parent, version),
+        )
 
     def messages(self, conversation_id: int) -> Messages:
         """The conversation's messages. Where the file is damaged (a bad disk sector, a copy cut

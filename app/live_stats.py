@@ -2,20 +2,24 @@
 
 A sampler thread reads the engine's figures once a second: resident model bytes as the
 expert manager's last sweep measured them (mincore, on its I/O thread; no new pass is
-made here), the budget, the expert cache's hits and misses and the tokens generated since
-the last sample, and the selections per layer and expert so far. Samples are plain frozen
+made here), the budget, the expert cache's hits and misses and the tokens generated, and
+the selections per layer and expert so far. Rates are over the last few seconds: at 2-3
+tokens/s a one-second count jumps between 2 and 3. Samples are plain frozen
 values handed to a callback (the window turns them into a Qt signal). The sampler runs
 only while someone looks: the panel starts and stops it.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+RATE_SECONDS = 5.0  # tokens/s and the hit rate are over this much of the recent past
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +39,7 @@ class LiveStatsSampler:
         self._engine_of, self._publish, self._interval = engine_of, publish, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last: tuple[object, float, int, int, int] | None = None  # engine, time, tokens, hits, misses
+        self._recent: collections.deque[tuple[object, float, int, int, int]] = collections.deque()
 
     def start(self) -> None:
         if self._thread is None:
@@ -61,10 +65,13 @@ class LiveStatsSampler:
         report = engine.memory_report(fresh=False)
         tokens = engine.tokens_generated
         hits, misses = (stats.hits, stats.misses) if stats is not None else (0, 0)
-        last = self._last if self._last is not None and self._last[0] is engine else None
-        if last is not None and (tokens < last[2] or hits < last[3] or misses < last[4]):
-            last = None  # the counts were reset: no rate over this interval
-        self._last = (engine, now, tokens, hits, misses)
+        recent = self._recent
+        if recent and (recent[-1][0] is not engine or tokens < recent[-1][2] or hits < recent[-1][3]):
+            recent.clear()  # another model, or the counts were reset: rates start again
+        while len(recent) > 1 and now - recent[1][1] >= RATE_SECONDS:
+            recent.popleft()
+        last = recent[0] if recent else None
+        recent.append((engine, now, tokens, hits, misses))
         tps = hit_rate = None
         if last is not None:
             tps = (tokens - last[2]) / max(1e-6, now - last[1])

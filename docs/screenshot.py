@@ -9,6 +9,12 @@ real figures.
 `--safe-mode` shows what a user sees where llama.cpp's fast kernels crash: a real crashing
 probe child is recorded first (as on an AMX CPU with a native build), and the Settings
 dialog is saved too, as OUT-settings.png.
+
+`--scale 2` lays the window out at Qt scale factor 2 (a HiDPI screen); `--dialogs` also saves
+File > Models… (OUT-models.png). `--memory` runs a synthetic model of the 4B's real shape
+within a 1.5 GiB budget instead of the tiny one, and saves the live memory panel after an
+answer (OUT-live-panel.png) and Settings > Memory with the speed prediction made on this
+machine (OUT-memory-page.png).
 """
 
 from __future__ import annotations
@@ -86,6 +92,62 @@ def _grab_dialogs(app, window, out: Path) -> bool:
     return ok
 
 
+def _wait_for(signal, timeout_ms: int = 60_000) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    signal.connect(loop.quit)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+
+
+def _pause(ms: int) -> None:
+    """A loop of our own: QApplication.quit() would close the window (Qt 6), stopping its
+    engine and server before the pictures."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    pause = QEventLoop()
+    QTimer.singleShot(ms, pause.quit)
+    pause.exec()
+
+
+def _grab_memory(app, window, out: Path) -> bool:
+    """The live panel over an answer within the budget, then Settings > Memory."""
+    from ui.settings_dialog import SettingsDialog
+
+    panel = window.show_live_panel()
+    panel.move(window.geometry().topLeft())
+    window.send("Tell me about the history of tea, from its origins to today.")
+    _wait_for(window.answer_finished, 300_000)
+    _pause(1500)  # the last sample
+    ok = panel.grab().save(str(out.with_name(f"{out.stem}-live-panel.png")))
+    panel.hide()
+    dialog = SettingsDialog(
+        window.settings, window.catalog, total_ram_bytes=window.first_run.probe.total_ram_bytes, token=None,
+        parent=window,
+    )  # fmt: skip
+    window.speed.plan_ready.connect(dialog.memory.set_plan)
+    window.speed.refresh()  # measures the disk first (this machine's, as a user's first time)
+    dialog.tabs.setCurrentWidget(dialog.memory)
+    dialog.resize(900, 760)
+    dialog.show()
+    _wait_for(window.speed.plan_ready, 120_000)
+    app.processEvents()
+    ok = dialog.memory.plan is not None and dialog.grab().save(str(out.with_name(f"{out.stem}-memory-page.png"))) and ok
+    dialog.close()
+    return ok
+
+
+def _grab_model_manager(app, window, out: Path) -> bool:
+    """File > Models… with the model loaded and the catalog's models not downloaded."""
+    manager = window.open_model_manager()
+    manager.move(window.geometry().topLeft())
+    app.processEvents()
+    ok = manager.grab().save(str(out.with_name(f"{out.stem}-models.png")))
+    manager.close()
+    return ok
+
+
 def _free_port() -> int:
     import socket
 
@@ -145,28 +207,44 @@ def _grab_summary_card(window, folder: Path, out: Path) -> bool:
     return bool(grabbed and grabbed[0])
 
 
-def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: bool = False, server: bool = False) -> int:
+def main(
+    out: Path,
+    theme: str = "system",
+    safe_mode: bool = False,
+    dialogs: bool = False,
+    server: bool = False,
+    memory: bool = False,
+    scale: float = 1.0,
+) -> int:
+    if scale != 1.0:  # before the QApplication: the window then lays out at this scale factor
+        os.environ["QT_SCALE_FACTOR"] = f"{scale:g}"
     with tempfile.TemporaryDirectory(prefix="screenshot-") as tmp:
         os.environ["SMALLTHINKER_DATA_DIR"] = str(Path(tmp) / "data")
         os.environ["SMALLTHINKER_CONFIG_DIR"] = str(Path(tmp) / "config")
-        from PySide6.QtCore import QEventLoop, QTimer
         from PySide6.QtWidgets import QApplication
 
         from app.conversations import ConversationStore
         from app.settings import Settings
-        from engine.synthetic import get_shape, write_synthetic_model
+        from engine.synthetic import RouterSkew, get_shape, write_synthetic_model
         from ui.appearance import apply_appearance
         from ui.engine_worker import EngineThread
         from ui.main_window import MainWindow
 
         app = QApplication(sys.argv[:1])
         settings = Settings(max_tokens=60, temperature=0.0, theme=theme)
+        if memory:  # the 4B's shape within a budget: the expert manager at work
+            settings = dataclasses.replace(settings, memory_budget_gib=1.5, max_tokens=150, temperature=0.6)
         if server:
             settings = dataclasses.replace(settings, server_enabled=True, server_port=_free_port())
         apply_appearance(settings)
         if safe_mode:
             record_fast_kernels_crashing()
-        model = write_synthetic_model(get_shape("tiny"), Path(tmp) / "SmallThinker-tiny-synthetic.gguf")
+        if memory:
+            model = write_synthetic_model(
+                get_shape("4b"), Path(tmp) / "SmallThinker-4B-synthetic.gguf", skew=RouterSkew()
+            )
+        else:
+            model = write_synthetic_model(get_shape("tiny"), Path(tmp) / "SmallThinker-tiny-synthetic.gguf")
         store = ConversationStore()
         for title in ("Planning a trip to the Alps", "Summary: quarterly report.pdf"):
             chat = store.create(title)
@@ -178,29 +256,23 @@ def main(out: Path, theme: str = "system", safe_mode: bool = False, dialogs: boo
         window.resize(1180, 760)
         window.show()
 
-        def wait_for(signal, timeout_ms: int = 60_000) -> None:
-            loop = QEventLoop()
-            signal.connect(loop.quit)
-            QTimer.singleShot(timeout_ms, loop.quit)
-            loop.exec()
-
         window.load_model(str(model))
-        wait_for(window.model_changed)
+        _wait_for(window.model_changed)
         window.refresh_conversations()
         window.conversation_list.setCurrentRow(0)
         window.send("And green tea?")
-        wait_for(window.answer_finished)
-        # Let the memory indicator tick once. A loop of our own: QApplication.quit() would
-        # close the window (Qt 6), stopping its engine and server before the pictures.
-        pause = QEventLoop()
-        QTimer.singleShot(700, pause.quit)
-        pause.exec()
+        _wait_for(window.answer_finished, 300_000)
+        _pause(700)  # the memory indicator ticks once
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = _server_answering(app, window) if server else True
         ok = window.grab().save(str(out)) and ok
         if dialogs:
             ok = _grab_dialogs(app, window, out) and ok
             ok = _grab_summary_card(window, Path(tmp), out) and ok
+        if memory:
+            ok = _grab_memory(app, window, out) and ok
+        if dialogs:
+            ok = _grab_model_manager(app, window, out) and ok
         window.close()
         print(f"saved {out}" if ok else f"could not save {out}")
         return 0 if ok else 1
@@ -215,5 +287,8 @@ if __name__ == "__main__":
     parser.add_argument("--safe-mode", action="store_true")
     parser.add_argument("--dialogs", action="store_true", help="also the settings and database-recovery dialogs")
     parser.add_argument("--server", action="store_true", help="the local server on, caught answering a client")
+    parser.add_argument("--memory", action="store_true", help="the 4B's shape in a budget: live panel, Memory page")
+    parser.add_argument("--scale", type=float, default=1.0, help="Qt's scale factor (2: a HiDPI screen)")
     args = parser.parse_args()
-    sys.exit(main(args.out, args.theme, args.safe_mode, args.dialogs or args.safe_mode, args.server))
+    dialogs = args.dialogs or args.safe_mode
+    sys.exit(main(args.out, args.theme, args.safe_mode, dialogs, args.server, args.memory, args.scale))

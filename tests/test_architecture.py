@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-QT_MODULES = {"PySide6", "shiboken6", "PyQt5", "PyQt6"}
+QT_MODULES = {"PySide6", "shiboken6", "PyQt5", "PyQt6", "pyqtgraph"}
 
 # package -> top-level modules it must never import
 FORBIDDEN = {

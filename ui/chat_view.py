@@ -17,10 +17,12 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QPlainTextEdit, QTextBrowser
 
+from app.chat_session import ShownMessage
 from app.code_fences import split_code
 from ui.code_blocks import COPY_SCHEME, insert_code_block
 
 _ROLE_LABELS = {"user": "You", "assistant": "SmallThinker", "system": "System"}
+MESSAGE_SCHEME = "message"  # href="message:ACTION:N" on each message's header line
 _NO_IMAGE = QImage(1, 1, QImage.Format.Format_ARGB32)  # what every image in a message shows
 _NO_IMAGE.fill(0)
 
@@ -31,6 +33,9 @@ class ChatView(QTextBrowser):
     is ever fetched from the network."""
 
     code_copied = Signal(str)  # the language of the block copied ("" if it names none)
+    message_copied = Signal()
+    # ("regenerate", answer id), ("edit", message id), ("version", (parent id, version number))
+    action_requested = Signal(str, object)
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,6 +44,9 @@ class ChatView(QTextBrowser):
         self._answer_start: int | None = None
         self._answer_text = ""
         self.code: list[tuple[str, str]] = []  # (code, language) of each block shown, by link number
+        self.shown: list[ShownMessage] = []  # by Copy link number
+        self._headers: list[int] = []  # each shown message's header block number
+        self._answer_header: int | None = None  # the streamed answer's header block number
         self.anchorClicked.connect(self._link_clicked)
         self.frames_painted = 0  # for bench/ui.py's frames per second
 
@@ -54,19 +62,21 @@ class ChatView(QTextBrowser):
             return _NO_IMAGE
         return ""
 
-    def show_messages(self, messages: list[tuple[str, str]]) -> None:
+    def show_messages(self, messages: list[ShownMessage | tuple[str, str]]) -> None:
         self.clear()
         self.code = []
+        self.shown, self._headers = [], []
         self._answer_start = None
         cursor = self.textCursor()
         cursor.beginEditBlock()  # one layout pass for the whole conversation, not one per insertion
-        for role, content in messages:
-            self._insert_message(cursor, role, content)
+        for message in messages:
+            self._insert_message(cursor, message if isinstance(message, ShownMessage) else ShownMessage(*message))
         cursor.endEditBlock()
         self.moveCursor(QTextCursor.MoveOperation.End)
 
-    def _insert_label(self, cursor: QTextCursor, role: str) -> None:
-        """The speaker's name in a block of its own, then a new block for the message."""
+    def _insert_label(self, cursor: QTextCursor, role: str, message: ShownMessage | None = None) -> int:
+        """The speaker's name in a block of its own (with `message`'s actions after it), then a
+        new block for the message; returns the name's block number."""
         cursor.movePosition(QTextCursor.MoveOperation.End)
         label_format = QTextBlockFormat()
         label_format.setTopMargin(14 if not self.document().isEmpty() else 0)
@@ -74,14 +84,54 @@ class ChatView(QTextBrowser):
             cursor.setBlockFormat(label_format)
         else:
             cursor.insertBlock(label_format)
+        header = cursor.blockNumber()
         bold = QTextCharFormat()
         bold.setFontWeight(QFont.Weight.Bold)
         cursor.insertText(_ROLE_LABELS.get(role, role), bold)
+        if message is not None:
+            self._write_actions(cursor, header, message)
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        return header
 
-    def _insert_message(self, cursor: QTextCursor, role: str, content: str) -> None:
-        self._insert_label(cursor, role)
-        self._insert_markdown(cursor, content)
+    def _insert_message(self, cursor: QTextCursor, message: ShownMessage) -> None:
+        # With the same cursor, inside the caller's edit block: one layout for the conversation.
+        self._insert_label(cursor, message.role, message)
+        self._insert_markdown(cursor, message.content)
+
+    def _write_actions(self, cursor: QTextCursor, header: int, message: ShownMessage) -> None:
+        """At `cursor` (the end of the header line): Copy; Regenerate or Edit; the versions' arrows."""
+        index = len(self.shown)
+        self.shown.append(message)
+        self._headers.append(header)
+        links = [("Copy", f"copy:{index}")]
+        if message.id is not None and message.role == "assistant":
+            links.append(("Regenerate", f"regenerate:{message.id}"))
+        elif message.id is not None and message.role == "user":
+            links.append(("Edit", f"edit:{message.id}"))
+        muted = QTextCharFormat()
+        muted.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        cursor.insertText("    ", muted)
+        for n, (text, action) in enumerate(links):
+            if n:
+                cursor.insertText(" · ", muted)
+            cursor.insertText(text, self._link_format(action))
+        v = message.versions
+        if v is not None and v.total > 1:
+            cursor.insertText("    ", muted)
+            for arrow, target in (("‹", v.shown - 1), (None, None), ("›", v.shown + 1)):
+                if arrow is None:
+                    cursor.insertText(f" {v.shown}/{v.total} ", muted)
+                elif 1 <= target <= v.total:
+                    cursor.insertText(arrow, self._link_format(f"version:{v.parent_id}:{target}"))
+                else:
+                    cursor.insertText(arrow, muted)
+
+    def _link_format(self, action: str) -> QTextCharFormat:
+        link = QTextCharFormat()
+        link.setAnchor(True)
+        link.setAnchorHref(f"{MESSAGE_SCHEME}:{action}")
+        link.setForeground(self.palette().color(QPalette.ColorRole.Link))
+        return link
 
     def _insert_markdown(self, cursor: QTextCursor, markdown: str) -> None:
         """Markdown as Qt renders it, but each fenced code block as a framed, highlighted one."""
@@ -102,16 +152,41 @@ class ChatView(QTextBrowser):
             code, language = self.code[int(url.path())]
             QApplication.clipboard().setText(code)
             self.code_copied.emit(language)
+        elif url.scheme() == MESSAGE_SCHEME:
+            self.run_action(url.path())
 
-    def append_message(self, role: str, content: str) -> None:
+    def run_action(self, action: str) -> None:
+        """One of the header links' actions, "copy:N", "edit:ID", "regenerate:ID", "version:PARENT:N"."""
+        name, _, argument = action.partition(":")
+        numbers = [int(x) for x in argument.split(":") if x.isdigit()]
+        if name == "copy" and numbers and numbers[0] < len(self.shown):
+            QApplication.clipboard().setText(self.shown[numbers[0]].content)
+            self.message_copied.emit()
+        elif name in ("edit", "regenerate") and len(numbers) == 1:
+            self.action_requested.emit(name, numbers[0])
+        elif name == "version" and len(numbers) == 2:
+            self.action_requested.emit(name, (numbers[0], numbers[1]))
+
+    def actions_of(self, index: int) -> list[str]:
+        """The header links of the `index`th message shown (for tests): their hrefs."""
+        block = self.document().findBlockByNumber(self._headers[index])
+        found, it = [], block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if fragment.charFormat().isAnchor():
+                found.append(fragment.charFormat().anchorHref().removeprefix(f"{MESSAGE_SCHEME}:"))
+            it += 1
+        return found
+
+    def append_message(self, message: ShownMessage) -> None:
         """Add one message at the end, leaving the rest of the conversation as it is."""
-        self._insert_message(self.textCursor(), role, content)
+        self._insert_message(self.textCursor(), message)
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
 
     def begin_answer(self) -> None:
         cursor = self.textCursor()
-        self._insert_label(cursor, "assistant")
+        self._answer_header = self._insert_label(cursor, "assistant")
         self._answer_start = cursor.position()  # where the not-yet-rendered tail begins
         self._answer_text = ""
         self._rendered_chars = 0  # of _answer_text, already rendered as Markdown
@@ -133,12 +208,18 @@ class ChatView(QTextBrowser):
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
 
-    def end_answer(self) -> None:
-        """Render the answer's last paragraph as Markdown, if it has any."""
+    def end_answer(self, saved: ShownMessage | None = None) -> None:
+        """Render the answer's last paragraph as Markdown, if it has any; then give it its
+        actions (`saved`: the answer as stored, with its id and versions)."""
         tail = self._answer_text[self._rendered_chars :]
         if self._answer_start is not None and _has_markdown(tail):
             self._render_from_answer_start(tail)
         self._answer_start = None
+        if self._answer_header is not None:
+            cursor = QTextCursor(self.document().findBlockByNumber(self._answer_header))
+            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock)
+            self._write_actions(cursor, self._answer_header, saved or ShownMessage("assistant", self._answer_text))
+            self._answer_header = None
 
     def _end_cursor(self) -> QTextCursor:
         cursor = self.textCursor()
@@ -184,9 +265,10 @@ def _last_paragraph_end(text: str) -> int:
 
 
 class MessageInput(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line."""
+    """Enter sends, Shift+Enter starts a new line, Esc says so (it cancels an edit)."""
 
     submitted = Signal(str)
+    escape_pressed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -201,5 +283,8 @@ class MessageInput(QPlainTextEdit):
             if text.strip():
                 self.submitted.emit(text)
                 self.clear()
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.escape_pressed.emit()
             return
         super().keyPressEvent(event)

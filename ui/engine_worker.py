@@ -80,6 +80,11 @@ class EngineWorker(QObject):
     def request_stop(self) -> None:
         self._stop.set()
 
+    def current_engine(self):
+        """The model answering now (an Engine, a RemoteEngine) or None; for samplers that only read."""
+        with self._engine_lock:
+            return self._engine
+
     def memory_report(self) -> MemoryReport | None:
         with self._engine_lock:
             return self._engine.memory_report(fresh=False) if self._engine is not None else None

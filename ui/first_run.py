@@ -27,21 +27,21 @@ class FirstRunPage(QWidget):
         super().__init__()
         self.catalog = catalog
         self.probe = probe
+        self.downloading = False
         features = ", ".join(sorted(probe.cpu_features)).upper() or "no AVX2/AVX-512/NEON detected"
         machine = QLabel(
             f"This computer: {probe.total_ram_bytes / GIB:.1f} GiB RAM "
             f"({probe.available_ram_bytes / GIB:.1f} GiB free), {probe.physical_cores} cores, {features}, "
             f"{probe.free_disk_bytes / GIB:.0f} GiB free disk."
         )
-        recommended = catalog.get(choice.model_id)
-        self.reason = QLabel(f"<b>Recommended: {recommended.display_name}</b> ({choice.mode.value}). {choice.reason}")
+        self.reason = QLabel()
         self.reason.setWordWrap(True)
         self.model_choice = QComboBox()
         self.model_choice.setAccessibleName("Model to download")
         for entry in catalog.entries:
             approx = "" if entry.size_is_exact else "about "
             self.model_choice.addItem(f"{entry.display_name} ({approx}{entry.size_bytes / 1e9:.1f} GB)", entry.id)
-        self.model_choice.setCurrentIndex(self.model_choice.findData(choice.model_id))
+        self.set_recommendation(choice)
         self.download_button = QPushButton("Download")
         self.download_button.clicked.connect(self._download_or_cancel)
         open_button = QPushButton("Open GGUF file…")
@@ -55,7 +55,6 @@ class FirstRunPage(QWidget):
             else ""
         )
         self.status.setWordWrap(True)
-        self.downloading = False
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.model_choice)
@@ -72,6 +71,14 @@ class FirstRunPage(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+
+    def set_recommendation(self, choice: Recommendation) -> None:
+        """Show `choice` (again: the speed prediction can change it once it is computed)."""
+        self.choice = choice
+        recommended = self.catalog.get(choice.model_id)
+        self.reason.setText(f"<b>Recommended: {recommended.display_name}</b> ({choice.mode.value}). {choice.reason}")
+        if not self.downloading:
+            self.model_choice.setCurrentIndex(self.model_choice.findData(choice.model_id))
 
     def _download_or_cancel(self) -> None:
         if self.downloading:

@@ -31,25 +31,36 @@ from app.errors import AppError
 from app.hardware import probe_hardware
 from app.hf_token import REMOTE_KEY_ACCOUNT, SERVER_KEY_ACCOUNT, TokenStore
 from app.installed_models import installed_models
-from app.model_choice import recommend
+from app.model_choice import recommend, speed_decides
+from app.model_discovery import FoundModel
+from app.paths import data_dir
 from app.settings import Settings, SettingsError, save_settings
+from app.speed.memory_plan import MemoryPlan, budget_speed
 from app.status_text import answer_details, context_text, memory_text, speed_text
+from engine.config import MemoryMode
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
 from ui.conversation_actions import ConversationActions
 from ui.conversation_dates import DATE_ROLE, DatedItemDelegate, full_date
 from ui.download_worker import DownloadThread
+from ui.edit_banner import EditBanner
 from ui.engine_worker import REMOTE_MODE, AnswerDone, EngineThread, LoadedModel
 from ui.first_run import FirstRunPage
+from ui.live_panel import LivePanel
+from ui.live_stats_source import LiveStatsSource
+from ui.message_actions import MessageActions
+from ui.model_actions import ModelActions, ModelFinder
+from ui.model_manager import ModelManager
 from ui.model_switcher import ModelSwitcher
 from ui.search_box import SearchBox
 from ui.server_control import ServerControl
 from ui.settings_dialog import SettingsDialog
+from ui.speed_planner import SpeedPlanner
 from ui.summary_actions import SummaryActions
 from ui.summary_card import SummaryCard
 
 
-class MainWindow(ConversationActions, SummaryActions, QMainWindow):
+class MainWindow(ConversationActions, MessageActions, ModelActions, SummaryActions, QMainWindow):
     # Emitted on the GUI thread once the window has handled the worker's news.
     answer_streamed = Signal(str)
     answer_finished = Signal(object)  # AnswerDone, or None when the answer failed
@@ -82,7 +93,12 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.actions_by_name: dict[str, QAction] = {}
         # Per conversation: the last answer's (speed, its details, context used, context length).
         self._figures: dict[int | None, tuple[str, str, int, int]] = {}
-        self.editing = False  # the next send replaces the last user message
+        self.editing: int | None = None  # the message the next send replaces (as a new version)
+        self.live_panel: LivePanel | None = None
+        self.model_manager: ModelManager | None = None
+        self.found_elsewhere: list[FoundModel] | None = None
+        self.model_finder = ModelFinder()
+        self.model_finder.found.connect(self._found_models)
         self._loading_name = ""
         self._build_widgets()
         self._build_actions()
@@ -92,6 +108,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self._memory_timer.start()
         self._apply_server(settings)
         self.refresh_models()
+        self.model_finder.scan()  # SmallThinker files other apps downloaded join the list when found
 
     def _fit_to_screen(self, width: int, height: int) -> None:
         """The preferred size, or 90% of the screen where that is less (a 2x scale factor halves
@@ -132,6 +149,11 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         )
         self.input = MessageInput()
         self.input.submitted.connect(self.send)
+        self.input.escape_pressed.connect(self.cancel_edit)
+        self.edit_banner = EditBanner()
+        self.edit_banner.cancelled.connect(self.cancel_edit)
+        self.chat_view.action_requested.connect(self._message_action)
+        self.chat_view.message_copied.connect(lambda: self.statusBar().showMessage("Message copied.", 3000))
         self.send_button = QPushButton("Send")
         self.send_button.setAccessibleName("Send or stop")
         self.send_button.clicked.connect(self._send_or_stop)
@@ -144,10 +166,21 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.summary_card.stop_requested.connect(self.stop)
         chat_layout.addWidget(self.summary_card)
         chat_layout.addWidget(self.chat_view, stretch=1)
+        chat_layout.addWidget(self.edit_banner)
         chat_layout.addLayout(row)
         models_dir = self.settings.models_path()
         probe = probe_hardware(models_dir)
+        self.speed = SpeedPlanner(
+            self.catalog,
+            probe.total_ram_bytes,
+            data_dir() / "machine-speed.json",
+            lambda: self.settings.models_path(),
+            data_dir() / "expert-usage",
+        )
+        self.speed.plan_ready.connect(self._plan_ready)
         self.first_run = FirstRunPage(self.catalog, probe, recommend(probe, self.catalog))
+        if speed_decides(probe, self.catalog):  # the 21B in memory-budget mode is worth predicting here
+            self.speed.refresh()
         self.first_run.download_requested.connect(self._download)
         # Direct: the worker's own thread is busy downloading; the call only sets an Event.
         self.first_run.cancel_requested.connect(
@@ -192,6 +225,7 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             "&File",
             [
                 ("Open GGUF file…", QKeySequence.StandardKey.Open, self._choose_model_file),
+                ("Models…", "Ctrl+M", self.open_model_manager),
                 ("Summarise document…", "Ctrl+Shift+S", self._choose_document),
                 ("Settings…", "Ctrl+,", self._open_settings),
                 ("Quit", QKeySequence.StandardKey.Quit, self.close),
@@ -212,12 +246,13 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             "C&hat",
             [
                 ("Stop", "Esc", self.stop),
-                ("Regenerate the last answer", "Ctrl+R", self.regenerate),
-                ("Edit the last message", "Ctrl+E", self.edit_last),
+                ("Regenerate the last answer", "Ctrl+R", lambda: self.regenerate()),
+                ("Edit the last message", "Ctrl+E", lambda: self.start_edit()),
                 ("Copy the last answer", "Ctrl+Shift+C", self.copy_last_answer),
                 ("Copy the last code block", "Ctrl+Shift+K", self.copy_last_code_block),
             ],
         )
+        menu("&View", [("Memory and speed", "Ctrl+Shift+M", self.show_live_panel)])
         menu("&Help", [("About SmallThinker Desktop", "", self._about)])
         self.actions_by_name["Stop"].setEnabled(False)  # nothing to stop yet (see _set_busy)
 
@@ -288,10 +323,17 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         """The switcher's list: downloaded and folder models, and the file loaded last."""
         remote = self.model is not None and self.model.memory_mode == REMOTE_MODE
         self.model_switcher.setVisible(not remote)  # another server's model is named on the line itself
-        current = self.model.path if self.model is not None and not remote else None
-        also = [Path(p) for p in (current, self.settings.model_path) if p]
-        models = installed_models(self.settings.models_path(), self.catalog, also)
-        self.model_switcher.show_models(models, current)
+        self.model_switcher.show_models(self._installed(), self.local_model_path())
+        self._fill_model_manager()
+
+    def local_model_path(self) -> str | None:
+        """The file of the model answering, when this computer's model answers."""
+        remote = self.model is not None and self.model.memory_mode == REMOTE_MODE
+        return self.model.path if self.model is not None and not remote else None
+
+    def _installed(self):
+        also = [Path(p) for p in (self.local_model_path(), self.settings.model_path) if p]
+        return installed_models(self.settings.models_path(), self.catalog, also, self.found_elsewhere or [])
 
     def _show_model(self, model: LoadedModel) -> None:
         safe = " · safe mode (slower)" if model.kernel_note else ""
@@ -331,7 +373,22 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.refresh_models()
         self.model_changed.emit(None)
 
+    def show_live_panel(self) -> LivePanel:
+        """The memory and speed plots beside the chat (made once, sampled only while shown)."""
+        if self.live_panel is None:
+            self.live_panel = LivePanel(LiveStatsSource(self.engine.worker.current_engine), self)
+        self.live_panel.show()
+        self.live_panel.raise_()
+        return self.live_panel
+
     # --- settings ------------------------------------------------------------------------------------
+    def _plan_ready(self, plan: MemoryPlan) -> None:
+        """A new speed prediction: the first-run recommendation may change with it."""
+        probe = self.first_run.probe
+        self.first_run.set_recommendation(
+            recommend(probe, self.catalog, budget_speed(plan, self.settings.min_usable_tps))
+        )
+
     def _open_settings(self) -> None:
         dialog = SettingsDialog(
             self.settings,
@@ -342,9 +399,23 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             server_key=self.server.keys.load(),
             server_url=self.server.base_url,
             remote_key=self.remote_keys.load(),
+            plan=self.speed.plan,
             parent=self,
         )
-        if dialog.exec():
+        model_file = Path(self.local_model_path()) if self.local_model_path() else None
+        links = [
+            (self.speed.plan_ready, dialog.memory.set_plan),
+            (self.speed.measuring, dialog.memory.set_measuring),
+            (dialog.memory.measure_requested, lambda: self.speed.measure_disk(model_file)),
+        ]
+        for signal, slot in links:
+            signal.connect(slot)
+        if self.speed.plan is None:
+            self.speed.refresh()
+        accepted = dialog.exec()
+        for signal, slot in links:
+            signal.disconnect(slot)
+        if accepted:
             self.apply_settings(
                 dialog.values(),
                 token=dialog.token_value(),
@@ -455,10 +526,10 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
     def show_conversation(self, conversation_id: int) -> None:
         """Draw a stored conversation; where the database is damaged, what can be read and why."""
-        messages = self.store.messages(conversation_id)
-        self.chat_view.show_messages([(m.role, m.content) for m in messages])
-        if messages.damaged:
-            self.show_problem("Conversation damaged", messages.damaged)
+        messages, damaged = self.session.shown(conversation_id)
+        self.chat_view.show_messages(messages)
+        if damaged:
+            self.show_problem("Conversation damaged", damaged)
 
     def new_chat(self) -> None:
         if self.busy:
@@ -479,9 +550,10 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.statusBar().showMessage("Load a model first (File > Open GGUF file…).", 5000)
             self.input.setPlainText(text)
             return
-        if self.editing and self.conversation_id is not None:
-            self.editing = False
-            self._answer(self.session.edit_last(self.conversation_id, text))
+        if self.editing is not None and self.conversation_id is not None:
+            editing, self.editing = self.editing, None
+            self.edit_banner.hide()
+            self._answer(self.session.edit(self.conversation_id, editing, text))
             return
         shown = self.conversation_id
         try:
@@ -491,26 +563,10 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
             self.show_problem("Message not sent", f"{exc}. Your message is still in the box; send it again later.")
             return
         if pending.conversation_id == shown:  # only the new message needs drawing
-            self.chat_view.append_message("user", text.strip())
+            self.chat_view.append_message(self.session.shown_last(shown, pending.user_message))
             self._answer(pending, redraw=False)
         else:
             self._answer(pending)
-
-    def regenerate(self) -> None:
-        if self.busy or self.model is None or self.conversation_id is None:
-            return
-        try:
-            self._answer(self.session.regenerate(self.conversation_id))
-        except ValueError as exc:
-            self.statusBar().showMessage(str(exc), 5000)
-
-    def edit_last(self) -> None:
-        """Put the last message back into the box; sending it replaces the old one and its answer."""
-        if self.busy or self.conversation_id is None:
-            return
-        self.input.setPlainText(self.session.last_user_text(self.conversation_id))
-        self.editing = True
-        self.input.setFocus()
 
     def _answer(self, pending, *, redraw: bool = True) -> None:
         self.conversation_id = pending.conversation_id
@@ -539,16 +595,21 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
         self.answer_streamed.emit(text)
 
     def _answer_done(self, done: AnswerDone) -> None:
-        self.chat_view.end_answer()
+        saved = None
         try:
-            self.session.answer_finished(self.conversation_id, done.text, complete=done.finish_reason != "cancelled")
+            saved = self.session.answer_finished(
+                self.conversation_id, done.text, complete=done.finish_reason != "cancelled"
+            )
         except StoreError as exc:  # shown, kept, saved before the next message (or exported)
             self.show_problem(
                 "Answer not saved",
                 f"{exc}. The answer stays on screen and is saved as soon as there is room; "
                 "Conversation > Export keeps it too.",
             )
+        self.chat_view.end_answer(self.session.shown_last(self.conversation_id, saved) if saved else None)
         stats = done.stats
+        if self.model is not None and self.model.memory_mode == MemoryMode.IN_MEMORY.value:
+            self.speed.record_answer(Path(self.model.path), stats.decode_tokens_per_second, stats.tokens_out)
         self._figures[self.conversation_id] = (
             speed_text(stats.decode_tokens_per_second),
             answer_details(stats),
@@ -604,6 +665,8 @@ class MainWindow(ConversationActions, SummaryActions, QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self._memory_timer.stop()
+        if self.live_panel is not None:
+            self.live_panel.source.stop()  # its sampler reads the engine about to close
         self.server.stop()
         self.downloads.stop()
         self.engine.stop()

@@ -21,16 +21,17 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSlider,
     QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from app.catalog import GIB, ModelCatalog
-from app.model_choice import budget_platform_note, budget_summary, kv_cache_summary
+from app.catalog import ModelCatalog
+from app.model_choice import budget_platform_note, kv_cache_summary
 from app.settings import KV_TYPES, THEMES, Settings
+from app.speed.memory_plan import MemoryPlan
+from ui.memory_page import MemoryPage
 
 _BOUNDS = {f.name: f.metadata.get("bounds") for f in fields(Settings)}
 
@@ -121,8 +122,11 @@ class SettingsDialog(QDialog):
         server_key: str | None = None,
         server_url: str | None = None,
         remote_key: str | None = None,
+        plan: MemoryPlan | None = None,
         parent=None,
     ) -> None:
+        """`plan`: the speed prediction as far as it is known; the window sends newer ones to
+        `self.memory.set_plan` and acts on `self.memory.measure_requested`."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.settings = settings
@@ -138,14 +142,11 @@ class SettingsDialog(QDialog):
         self.system_prompt = QPlainTextEdit(settings.system_prompt)
         self.system_prompt.setAccessibleName("system prompt")
         self.system_prompt.setMaximumHeight(80)
-        self.budget = QSlider(Qt.Orientation.Horizontal)
-        self.budget.setAccessibleName("memory budget")
-        self.budget.setRange(0, max(1, total_ram_bytes // GIB))  # whole GiB; 0 = automatic
-        self.budget.setValue(round(settings.memory_budget_gib))
-        self.budget_label = QLabel()
-        self.budget_label.setWordWrap(True)
-        self.budget.valueChanged.connect(self._show_budget)
-        self._show_budget(self.budget.value())
+        self.memory = MemoryPage(
+            settings.memory_budget_gib, total_ram_bytes, settings.min_usable_tps, catalog, budget_platform_note()
+        )
+        if plan is not None:
+            self.memory.set_plan(plan)
         self.kv_type = self._combo(KV_TYPES, settings.kv_cache_type, "KV cache type")
         self.kv_label = QLabel()  # what each type costs at the context length chosen above
         self.kv_label.setWordWrap(True)
@@ -171,8 +172,7 @@ class SettingsDialog(QDialog):
         self._build_layout(browse)
         # A form row does not grow with a wrapped label's text (a top-level window ignores
         # height-for-width): room for the lines they take in a dialog this wide.
-        for label, lines in ((self.budget_label, 3), (self.kv_label, 4)):
-            label.setMinimumHeight(label.fontMetrics().lineSpacing() * lines + 4)
+        self.kv_label.setMinimumHeight(self.kv_label.fontMetrics().lineSpacing() * 4 + 4)
         self.setMinimumWidth(760)
 
     def _combo(self, choices: tuple[str, ...], current: str, name: str) -> QComboBox:
@@ -248,7 +248,6 @@ class SettingsDialog(QDialog):
         model = QFormLayout()
         model.addRow("Threads" + reload_note, _explained(self.threads, "threads"))
         model.addRow("Context length" + reload_note, _explained(self.context_length, "context_length"))
-        model.addRow("Memory budget" + reload_note, _stacked(self.budget, self.budget_label))
         model.addRow("KV cache type" + reload_note, _stacked(self.kv_type, self.kv_label))
         if self.kernel_label.text():
             model.addRow("Processor", self.kernel_label)
@@ -256,7 +255,13 @@ class SettingsDialog(QDialog):
         folder.addWidget(self.models_dir)
         folder.addWidget(browse)
         model.addRow("Models folder", _row(folder))
-        model.addRow("Hugging Face token (kept in the system keyring)", self.token)
+        account = QFormLayout()
+        account.addRow("Hugging Face token (kept in the system keyring)", self.token)
+        token_note = QLabel(
+            "Only needed for models that ask you to accept their terms on huggingface.co; SmallThinker's do not."
+        )
+        token_note.setWordWrap(True)
+        account.addRow(token_note)
         appearance = QFormLayout()
         appearance.addRow("Theme", self.theme)
         appearance.addRow("Font size", _explained(self.font_size, "font_size"))
@@ -282,11 +287,16 @@ class SettingsDialog(QDialog):
         server.addRow(self.remote_note)
         self.tabs = QTabWidget()
         for title, form in (
-            ("Model and memory", model),
-            ("Answers", answers),
+            ("Chat", answers),
+            ("Model", model),
+            ("Memory", None),
             ("Appearance", appearance),
+            ("Account", account),
             ("Server", server),
         ):
+            if form is None:
+                self.tabs.addTab(self.memory, title)
+                continue
             page = QWidget()
             page.setLayout(form)
             self.tabs.addTab(page, title)
@@ -320,14 +330,9 @@ class SettingsDialog(QDialog):
         super().accept()
 
     def _refuse(self, note: QLabel, field: QWidget, message: str) -> None:
-        self.tabs.setCurrentIndex(self.tabs.count() - 1)
+        self.tabs.setCurrentIndex(self.tabs.count() - 1)  # the Server tab
         note.setText(message)
         field.setFocus()
-
-    def _show_budget(self, gib: int) -> None:
-        note = budget_platform_note()
-        summary = budget_summary(gib * GIB if gib else None, self.catalog)
-        self.budget_label.setText(f"{summary} {note}" if note else summary)
 
     def _show_kv_cost(self, n_ctx: int) -> None:
         self.kv_label.setText(kv_cache_summary(n_ctx, self.catalog))
@@ -348,7 +353,8 @@ class SettingsDialog(QDialog):
         self.top_k.setValue(d.top_k)
         self.max_tokens.setValue(d.max_tokens)
         self.system_prompt.setPlainText(d.system_prompt)
-        self.budget.setValue(round(d.memory_budget_gib))
+        self.memory.set_budget_gib(d.memory_budget_gib)
+        self.memory.min_tps.setValue(d.min_usable_tps)
         self.kv_type.setCurrentText(d.kv_cache_type)
         self.theme.setCurrentText(d.theme)
         self.font_size.setValue(d.font_size)
@@ -367,7 +373,8 @@ class SettingsDialog(QDialog):
             top_k=self.top_k.value(),
             max_tokens=self.max_tokens.value(),
             system_prompt=self.system_prompt.toPlainText(),
-            memory_budget_gib=float(self.budget.value()),
+            memory_budget_gib=self.memory.budget_gib(),
+            min_usable_tps=round(self.memory.min_tps.value(), 1),
             kv_cache_type=self.kv_type.currentText(),
             theme=self.theme.currentText(),
             font_size=self.font_size.value(),

@@ -56,7 +56,7 @@ class SummaryActions:
         conversation = save_summary(self.store, result)
         self.conversation_id = conversation.id
         self.refresh_conversations()
-        self.chat_view.show_messages([(m.role, m.content) for m in self.store.messages(conversation.id)])
+        self.show_conversation(conversation.id)
         done = "Stopped; the finished parts are kept" if result.cancelled else "Summary ready"
         # Short: the status bar's right side holds the live figures (a longer one was cut off).
         self.statusBar().showMessage(f"{done} ({result.sections} sections): Conversation > Section summaries", 10000)

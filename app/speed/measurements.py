@@ -63,7 +63,9 @@ class MachineSpeed:
     def disk_source(self) -> str:
         if self.disk_measured_at is None:
             return f"a typical SSD ({self.disk_gbps:.1f} GB/s; not measured here yet)"
-        return f"your disk reads {self.disk_gbps:.1f} GB/s"
+        local = time.localtime(self.disk_measured_at)
+        when = f"{local.tm_mday} {time.strftime('%b', local)}"  # no %-d: Windows' strftime lacks it
+        return f"your disk reads {self.disk_gbps:.1f} GB/s (measured {when})"
 
     def compute_source(self, model_id: str) -> str:
         if model_id in self.compute:

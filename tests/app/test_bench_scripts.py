@@ -92,3 +92,12 @@ def test_server_benchmark_compares_ours_with_llama_cpp_python_s_server(tiny_mode
     for side in ("ours", "theirs"):
         assert figures[side]["requests"] == 4 and figures[side]["ttft_median_s"] > 0
     assert figures["throughput_ratio"] > 0 and figures["ttft_speedup"] > 0
+
+
+def test_the_prediction_benchmark_predicts_and_measures_on_a_small_model(small_moe_model_path):
+    figures = _bench("predict", "--shape", "small-moe", "--model", str(small_moe_model_path), "--tokens", "16")
+    row = figures["rows"][0]
+    assert row["budget_gib"] == 0.009 and row["measured_tps"] > 0 and row["predicted_tps"] > 0
+    assert figures["max_prediction_error"] == abs(row["error"]) and figures["disk_gbps"] > 0
+    assert 0 < row["predicted_hit_rate"] <= 1 and 0 < row["measured_hit_rate"] <= 1
+    assert figures["usage_source"] and figures["machine"]["cpu"]

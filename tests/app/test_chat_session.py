@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.chat_session import ChatSession
-from app.conversations import ConversationStore
+from app.conversations import ConversationStore, Versions
 from app.settings import Settings
 
 
@@ -41,18 +41,40 @@ def _session_with_two_turns(tmp_path):
     return session, conv
 
 
-def test_regenerate_drops_the_last_answer_and_answers_the_last_question_again(tmp_path):
+def test_regenerate_keeps_the_last_answer_as_a_version_and_answers_the_last_question_again(tmp_path):
     session, conv = _session_with_two_turns(tmp_path)
     pending = session.regenerate(conv)
     assert pending.messages[-1] == ("user", "second question")
     assert [m.content for m in session.store.messages(conv)] == ["first question", "first answer", "second question"]
+    session.answer_finished(conv, "second answer, again", complete=True)
+    question = session.store.messages(conv)[2]
+    assert session.store.versions(conv) == {question.id: Versions(question.id, 2, 2)}
+    session.store.show_version(conv, question.id, 1)
+    assert session.last_answer(conv) == "second answer"
+    assert session.store.versions(conv)[question.id].shown == 1
 
 
-def test_edit_replaces_the_last_question(tmp_path):
+def test_regenerating_an_earlier_answer_keeps_what_followed_it_in_its_version(tmp_path):
     session, conv = _session_with_two_turns(tmp_path)
-    assert session.last_user_text(conv) == "second question"
-    pending = session.edit_last(conv, "second question, better")
+    first_answer = session.store.messages(conv)[1]
+    pending = session.regenerate(conv, first_answer.id)
+    assert [c for _, c in pending.messages] == ["first question"]
+    session.answer_finished(conv, "another first answer", complete=True)
+    first_question = session.store.messages(conv)[0]
+    session.store.show_version(conv, first_question.id, 1)
+    assert [m.content for m in session.store.messages(conv)][1:] == ["first answer", "second question", "second answer"]
+
+
+def test_edit_sends_the_new_text_as_a_version_of_the_message(tmp_path):
+    session, conv = _session_with_two_turns(tmp_path)
+    second = session.store.messages(conv)[2]
+    assert session.message_text(conv, second.id) == "second question"
+    pending = session.edit(conv, second.id, "second question, better")
     assert [c for _, c in pending.messages] == ["first question", "first answer", "second question, better"]
+    first_answer = session.store.messages(conv)[1]
+    assert session.store.versions(conv) == {first_answer.id: Versions(first_answer.id, 2, 2)}
+    with pytest.raises(ValueError):
+        session.edit(conv, None, "  ")
 
 
 def test_export_to_markdown_and_last_answer(tmp_path):

@@ -48,7 +48,7 @@ def test_a_sampled_trace_uses_k_experts_per_layer_in_proportion_to_their_shares(
 def machine(disk_gbps: float = 2.0, four_b_tps: float = 20.0, read_cpu: float = 0.3) -> MachineSpeed:
     footprint = shape_footprint("4b")
     compute = {"4b": ComputeSpeed(footprint.active_bytes_per_token, in_memory_tps=four_b_tps)}
-    return MachineSpeed(disk_gbps=disk_gbps, read_cpu_s_per_gb=read_cpu, disk_measured_at=1.0, compute=compute)
+    return MachineSpeed(disk_gbps=disk_gbps, read_cpu_s_per_gb=read_cpu, disk_measured_at=43200.0, compute=compute)
 
 
 def test_speed_rises_with_the_budget_until_the_model_runs_in_memory():
@@ -119,7 +119,7 @@ def test_the_21b_is_offered_in_memory_budget_mode_where_the_measured_disk_is_fas
     plan = memory_plan(profiles, machine(disk_gbps, four_b_tps=60.0, read_cpu=read_cpu), ram.total_ram_bytes)
     choice = recommend(ram, catalog, budget_speed(plan, min_tps=5.0))
     assert (choice.model_id == "21b") is offered
-    assert f"your disk reads {disk_gbps:.1f} GB/s: SmallThinker 21B runs at about" in choice.reason
+    assert f"your disk reads {disk_gbps:.1f} GB/s (measured 1 Jan): SmallThinker 21B runs at about" in choice.reason
     if offered:
         assert choice.mode is RunMode.MEMORY_BUDGET and choice.budget_bytes == int(8.25 * GIB)
     else:

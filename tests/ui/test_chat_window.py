@@ -23,8 +23,8 @@ def test_sending_streams_an_answer_and_shows_the_speed(qtbot, open_window):
     assert done.finish_reason == "length" and done.stats.tokens_out == 40
     assert streamed and "".join(streamed) == done.text
     blocks = window.chat_view.toPlainText().split("\n")
-    # Each speaker's name stands on a line of its own, above the message.
-    assert blocks[:3] == ["You", "Hello, who are you?", "SmallThinker"]
+    # Each speaker's name stands on a line of its own with the message's actions, above the message.
+    assert blocks[:3] == ["You    Copy · Edit", "Hello, who are you?", "SmallThinker    Copy · Regenerate"]
     assert blocks[3].strip() == done.text.strip()
     assert re.fullmatch(r"\d+(\.\d)? tokens/s", window.speed_label.text())
     assert "first token after" in window.speed_label.toolTip()  # the technical figures, a hover away
@@ -116,24 +116,71 @@ def test_a_model_file_that_crashes_llama_cpp_cannot_take_the_window_down(qtbot, 
         window.send("Still there?")
 
 
-def test_regenerate_replaces_the_last_answer(qtbot, open_window):
-    window = open_window(max_tokens=8)
-    send_and_wait(qtbot, window, "Tell me about rivers")
+def test_regenerate_keeps_the_earlier_answer_as_a_version_with_arrows(qtbot, open_window):
+    window = open_window(max_tokens=8, temperature=0.8)
+    first = send_and_wait(qtbot, window, "Tell me about rivers")
     with qtbot.waitSignal(window.answer_finished, timeout=60_000):
         qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     saved = window.store.messages(window.conversation_id)
-    assert [m.role for m in saved] == ["user", "assistant"]  # one answer, not two
+    assert [m.role for m in saved] == ["user", "assistant"]  # one answer shown, not two
+    view = window.chat_view
+    question = saved[0].id
+    assert view.actions_of(1) == ["copy:1", f"regenerate:{saved[1].id}", f"version:{question}:1"]  # ‹ 2/2
+    assert "2/2" in view.toPlainText()
+    view.run_action(f"version:{question}:1")  # the left arrow
+    assert window.session.last_answer(window.conversation_id) == first.text
+    assert "1/2" in view.toPlainText() and view.actions_of(1)[-1] == f"version:{question}:2"
 
 
-def test_edit_and_resend_replaces_the_question_and_its_answer(qtbot, open_window):
+def test_every_message_has_copy_and_its_own_action(qtbot, open_window):
+    from PySide6.QtWidgets import QApplication
+
+    window = open_window(max_tokens=8)
+    answer = send_and_wait(qtbot, window, "Tell me about rivers")
+    question, reply = window.store.messages(window.conversation_id)
+    view = window.chat_view
+    assert view.actions_of(0) == ["copy:0", f"edit:{question.id}"]
+    assert view.actions_of(1) == ["copy:1", f"regenerate:{reply.id}"]  # drawn as the answer ended
+    view.run_action("copy:0")
+    assert QApplication.clipboard().text() == "Tell me about rivers"
+    view.run_action("copy:1")
+    assert QApplication.clipboard().text() == answer.text
+
+
+def test_edit_in_place_says_so_can_be_cancelled_and_branches_the_conversation(qtbot, open_window):
     window = open_window(max_tokens=8)
     send_and_wait(qtbot, window, "Tell me about rivers")
-    window.edit_last()
-    assert window.input.toPlainText() == "Tell me about rivers"
+    send_and_wait(qtbot, window, "And the sea?")
+    first_question = window.store.messages(window.conversation_id)[0]
+    window.chat_view.run_action(f"edit:{first_question.id}")
+    assert window.input.toPlainText() == "Tell me about rivers" and window.edit_banner.isVisible()
+    assert window.input.hasFocus()
+    qtbot.keyClick(window.input, Qt.Key.Key_Escape)  # Cancel: nothing changes
+    assert not window.edit_banner.isVisible() and window.input.toPlainText() == "" and window.editing is None
+    assert len(window.store.messages(window.conversation_id)) == 4
+    window.start_edit(first_question.id)
     send_and_wait(qtbot, window, "Tell me about lakes")
     saved = window.store.messages(window.conversation_id)
-    assert [(m.role, m.content) for m in saved][0] == ("user", "Tell me about lakes")
-    assert len(saved) == 2
+    assert [m.content for m in saved][0] == "Tell me about lakes" and len(saved) == 2  # a new branch
+    assert window.store.versions(window.conversation_id)[0].total == 2
+    window.show_version(0, 1)  # back to the first branch, its whole conversation
+    assert [m.content for m in window.store.messages(window.conversation_id)][::2] == [
+        "Tell me about rivers",
+        "And the sea?",
+    ]
+
+
+def test_versions_survive_a_restart(qtbot, open_window):
+    window = open_window(max_tokens=8)
+    send_and_wait(qtbot, window, "Tell me about rivers")
+    with qtbot.waitSignal(window.answer_finished, timeout=60_000):
+        window.regenerate()
+    conversation = window.conversation_id
+    window.close()
+    again = open_window(max_tokens=8)
+    again.show_conversation(conversation)
+    question = again.store.messages(conversation)[0].id
+    assert again.chat_view.actions_of(1)[-1] == f"version:{question}:1" and "2/2" in again.chat_view.toPlainText()
 
 
 def test_copy_export_rename_search_and_delete(qtbot, open_window, tmp_path):

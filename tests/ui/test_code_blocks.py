@@ -22,8 +22,9 @@ def test_each_block_is_framed_labelled_and_copied_by_its_link(qtbot):
     assert view.code == [("pip install tea\n", "sh"), (python, "python")]
     text = view.toPlainText()
     headers = [line.split() for line in text.splitlines() if line.endswith("Copy")]
-    assert headers == [["sh", "Copy"], ["python", "Copy"]]  # each block's language and its link
-    assert text.count("Copy") == 2 and "```" not in text  # fences are not shown
+    # each message's name line has its Copy link; each block its language and its own
+    assert headers == [["You", "Copy"], ["SmallThinker", "Copy"], ["sh", "Copy"], ["python", "Copy"]]
+    assert text.count("Copy") == 4 and "```" not in text  # fences are not shown
     assert "Then:" in text and "Enjoy." in text
     with qtbot.waitSignal(view.code_copied) as copied:
         view.anchorClicked.emit(QUrl("copy-code:1"))
