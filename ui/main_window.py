@@ -40,6 +40,7 @@ from app.status_text import answer_details, context_text, memory_text, speed_tex
 from engine.config import MemoryMode
 from ui.appearance import apply_appearance
 from ui.chat_view import ChatView, MessageInput
+from ui.code_blocks import warm_up_lexers
 from ui.conversation_actions import ConversationActions
 from ui.conversation_dates import DATE_ROLE, DatedItemDelegate, full_date
 from ui.download_worker import DownloadThread
@@ -109,6 +110,7 @@ class MainWindow(ConversationActions, MessageActions, ModelActions, SummaryActio
         self._apply_server(settings)
         self.refresh_models()
         self.model_finder.scan()  # SmallThinker files other apps downloaded join the list when found
+        warm_up_lexers()
 
     def _fit_to_screen(self, width: int, height: int) -> None:
         """The preferred size, or 90% of the screen where that is less (a 2x scale factor halves

@@ -70,3 +70,24 @@ def test_a_streamed_answer_gets_its_code_block_once(qtbot):
     view.end_answer()
     assert view.code == [("x = 1\ny = 2\n", "python")]
     assert "```" not in view.toPlainText() and "Done." in view.toPlainText()
+
+
+def test_a_long_conversation_opens_at_its_end_and_draws_the_rest_on_demand(qtbot):
+    from app.chat_session import ShownMessage
+    from ui.chat_view import SHOWN_AT_FIRST
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    view.show()
+    messages = [ShownMessage("user" if n % 2 == 0 else "assistant", f"message {n}", n + 1) for n in range(100)]
+    view.show_messages(messages)
+    assert view.hidden_earlier == 100 - SHOWN_AT_FIRST and len(view.shown) == SHOWN_AT_FIRST
+    assert "message 99" in view.toPlainText() and "message 0\n" not in view.toPlainText()
+    assert f"{100 - SHOWN_AT_FIRST} earlier messages: show them" in view.toPlainText()
+    view.append_message(ShownMessage("user", "sent after opening", 101))
+    view.verticalScrollBar().setValue(0)  # scrolled to the top: the earlier messages come
+    assert view.hidden_earlier == 0 and len(view.shown) == 101
+    text = view.toPlainText()
+    assert text.index("message 0") < text.index("message 99") < text.index("sent after opening")
+    assert view.verticalScrollBar().value() > 0  # the message that was at the top stays in view
