@@ -139,7 +139,8 @@ def test_the_live_panel_draws_samples_sent_from_another_thread_while_the_gui_kee
     timer = QTimer(interval=10, timeout=lambda: ticks.append(time.monotonic()))
     timer.start()
     panel.show()  # starts the source
-    qtbot.waitUntil(lambda: panel.figures_shown()["samples"] >= 20, timeout=10_000)
+    # The GUI's own timer keeps firing while samples pour in (a blocked GUI thread would stop it).
+    qtbot.waitUntil(lambda: panel.figures_shown()["samples"] >= 20 and len(ticks) >= 10, timeout=20_000)
     panel.hide()  # stops it
     timer.stop()
     shown = panel.figures_shown()
@@ -147,7 +148,6 @@ def test_the_live_panel_draws_samples_sent_from_another_thread_while_the_gui_kee
     assert "0.68 GiB of a 1.00 GiB budget" in shown["summary"] and "90% of expert uses" in shown["summary"]
     assert threading.main_thread().ident not in source.emitted_from  # sampled elsewhere...
     assert recorder.threads == {QApplication.instance().thread()}  # ...drawn on the GUI thread
-    assert len(ticks) >= 10  # whose own timers kept firing meanwhile
     time.sleep(0.1)
     count = panel.figures_shown()["samples"]
     QApplication.processEvents()
