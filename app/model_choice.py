@@ -90,10 +90,9 @@ def recommend(probe: HardwareProbe, catalog: ModelCatalog, speed: BudgetSpeed | 
     ram, usable = probe.total_ram_bytes, usable_ram(probe.total_ram_bytes)
     head = f"This computer has {_gib(ram)} of RAM; about {_gib(usable)} can go to the model."
     disk_note = ""
-    large_in_budget, large_note = (
-        (False, "") if in_memory_need(large) <= usable else _large_in_budget(large, usable, speed)
-    )
-    if in_memory_need(large) <= usable:
+    large_fits = in_memory_need(large) <= usable
+    large_in_budget, large_note = (False, "") if large_fits else _large_in_budget(large, usable, speed)
+    if large_fits:
         choice, mode, budget = large, RunMode.IN_MEMORY, None
         why = f"{large.display_name} fits in memory (it needs {_gib(in_memory_need(large))}): the best answers."
     elif large_in_budget:

@@ -9,7 +9,7 @@ from engine.experts import page_control
 from engine.model_info import ModelInfo
 
 # Room for llama.cpp's compute buffers, the app and the OS beside weights and KV.
-_HEADROOM_BYTES = 768 << 20
+HEADROOM_BYTES = 768 << 20
 
 
 def managed_weights_budget(info: ModelInfo, config: EngineConfig, kv_bytes: int, mode: MemoryMode) -> int | None:
@@ -21,7 +21,7 @@ def managed_weights_budget(info: ModelInfo, config: EngineConfig, kv_bytes: int,
     elif config.memory_budget_bytes is not None:
         budget = config.memory_budget_bytes - kv_bytes
     else:
-        budget = psutil.virtual_memory().available - kv_bytes - _HEADROOM_BYTES
+        budget = psutil.virtual_memory().available - kv_bytes - HEADROOM_BYTES
     return budget if budget < info.file_size else None
 
 
@@ -30,5 +30,5 @@ def choose_memory_mode(info: ModelInfo, config: EngineConfig, kv_bytes: int) -> 
     if config.memory_mode is not MemoryMode.AUTO:
         return config.memory_mode
     budget = config.memory_budget_bytes or psutil.virtual_memory().available
-    need = info.file_size + kv_bytes + _HEADROOM_BYTES
+    need = info.file_size + kv_bytes + HEADROOM_BYTES
     return MemoryMode.IN_MEMORY if need <= budget else MemoryMode.FILE_BACKED

@@ -12,6 +12,7 @@ SpeedPlanner (computed off the GUI thread); until it arrives the page says so.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -20,15 +21,16 @@ from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, 
 
 from app.catalog import GIB, ModelCatalog
 from app.model_choice import budget_summary
+from app.settings import Settings
 from app.speed.memory_plan import MemoryPlan, describe, gib
 from app.speed.predict import budget_steps
 
+MIN_TPS_BOUNDS = next(f.metadata["bounds"] for f in fields(Settings) if f.name == "min_usable_tps")
 # One colour per model, readable on light and dark backgrounds.
 CURVE_COLOURS = ("#2f7ed8", "#e4572e", "#4caf50", "#9c27b0")
 
 
 class MemoryPage(QWidget):
-    budget_changed = Signal(float)  # GiB; 0: automatic
     measure_requested = Signal()
 
     def __init__(
@@ -45,7 +47,6 @@ class MemoryPage(QWidget):
         super().__init__()
         self.catalog = catalog
         self.steps = steps or budget_steps(total_ram_bytes)
-        self.total_ram_bytes = total_ram_bytes
         self.plan: MemoryPlan | None = None
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setAccessibleName("memory budget")
@@ -59,7 +60,7 @@ class MemoryPage(QWidget):
         self.budget_label.setWordWrap(True)
         self.budget_label.setMinimumHeight(self.budget_label.fontMetrics().lineSpacing() * 3 + 4)
         self.min_tps = QDoubleSpinBox()
-        self.min_tps.setRange(0.5, 100.0)
+        self.min_tps.setRange(*MIN_TPS_BOUNDS)
         self.min_tps.setSingleStep(0.5)
         self.min_tps.setDecimals(1)
         self.min_tps.setSuffix(" tokens/s")
@@ -99,7 +100,6 @@ class MemoryPage(QWidget):
     def _slider_moved(self, _position: int) -> None:
         self._show_figures()
         self._move_budget_line()
-        self.budget_changed.emit(self.budget_gib())
 
     def _layout(self) -> None:
         explanation = QLabel(

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.catalog import CatalogEntry
-from app.installed_models import InstalledModel, quantisation
+from app.installed_models import OURS, InstalledModel, quantisation
 
 COLUMNS = ("Model", "Size", "Quantisation", "Where", "Status")
 
@@ -108,7 +108,7 @@ class ModelManager(QDialog):
             size = "missing"
         loaded = self._loaded is not None and item.path.resolve() == self._loaded
         status = f"Loaded ({mode})" if loaded and mode else ("Loaded" if loaded else "")
-        where = item.source if item.source != "SmallThinker models folder" else str(item.path.parent)
+        where = str(item.path.parent) if item.source == OURS else item.source
         return (item.name, size, quantisation(item.path), where, status)
 
     @staticmethod

@@ -44,7 +44,6 @@ class SpeedPlanner(QObject):
         self.figures_file, self._models_dir, self.history_dir = figures_file, models_dir, history_dir
         self.plan: MemoryPlan | None = None
         self._lock = threading.Lock()  # one job at a time, in the order asked
-        self._threads: list[threading.Thread] = []
 
     def machine(self) -> MachineSpeed:
         return load_machine_speed(self.figures_file)
@@ -67,10 +66,6 @@ class SpeedPlanner(QObject):
         if tokens >= MIN_RECORDED_TOKENS and tokens_per_s > 0:
             self._start(lambda: self._record(model_file, tokens_per_s))
 
-    def wait(self) -> None:
-        for thread in list(self._threads):
-            thread.join()
-
     def _start(self, job: Callable[[], None]) -> None:
         def run() -> None:
             with self._lock:
@@ -80,10 +75,7 @@ class SpeedPlanner(QObject):
                     log.exception("speed prediction failed")
                     self.failed.emit(f"The speed prediction failed: {exc}")
 
-        self._threads = [t for t in self._threads if t.is_alive()]
-        thread = threading.Thread(target=run, name="speed-planner", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        threading.Thread(target=run, name="speed-planner", daemon=True).start()
 
     def _compute_plan(self) -> None:
         profiles = catalog_profiles(self.catalog, self._models_dir(), self.history_dir)

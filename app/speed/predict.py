@@ -31,12 +31,10 @@ from app.speed.trace import sample_trace
 from engine.experts.cache import CachePolicy
 from engine.experts.history import PRIOR_TOKENS
 from engine.experts.replay import replay_hit_rate
+from engine.memory_plan import HEADROOM_BYTES
 
 GIB = 1 << 30
 ENGINE_READ_FACTOR = 2.1
-# Room for llama.cpp's compute buffers, the app and the OS beside weights and KV when the
-# model runs in memory (engine/memory_plan.py keeps the same).
-IN_MEMORY_HEADROOM = 768 << 20
 # Tokens replayed: the first warm the cache (as a prompt does), the rest are scored.
 WARM_TOKENS, SCORED_TOKENS = 16, 64  # hit rates within 0.005 of 32 + 160 tokens'
 
@@ -59,7 +57,8 @@ class Prediction:
 
 
 def in_memory_need(profile: ModelProfile) -> int:
-    return profile.file_bytes + profile.kv_bytes + IN_MEMORY_HEADROOM
+    """The budget at which the engine holds the model in memory (engine/memory_plan.py's rule)."""
+    return profile.file_bytes + profile.kv_bytes + HEADROOM_BYTES
 
 
 def replayed_hit_rate(profile: ModelProfile, capacity: int, seed: int = 0) -> float:
@@ -96,10 +95,6 @@ def predict(profile: ModelProfile, machine: MachineSpeed, budget_bytes: int, see
         return Prediction(budget_bytes, 1 / compute, 1.0, 1.0, 0.0, True, compute)
     weights = predict_weights(profile, machine, budget_bytes - profile.kv_bytes, seed)
     return Prediction(**{**weights.__dict__, "budget_bytes": budget_bytes})
-
-
-def curve(profile: ModelProfile, machine: MachineSpeed, budgets: list[int]) -> list[Prediction]:
-    return [predict(profile, machine, b) for b in budgets]
 
 
 def budget_steps(total_ram_bytes: int) -> list[int]:

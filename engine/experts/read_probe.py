@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-PAGE = 4096
+from engine.experts.page_control import PAGE
 
 
 @dataclass(frozen=True)
