@@ -101,13 +101,17 @@ class FakeStatsSource(QObject):
         super().__init__()
         self.running = threading.Event()
         self.emitted_from: set[int] = set()
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.running.set()
-        threading.Thread(target=self._run, daemon=True).start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
     def stop(self) -> None:
         self.running.clear()
+        if self.thread is not None:
+            self.thread.join()  # no sample is emitted once stop returns
 
     def _run(self) -> None:
         usage = np.arange(6 * 8).reshape(6, 8)
@@ -148,10 +152,10 @@ def test_the_live_panel_draws_samples_sent_from_another_thread_while_the_gui_kee
     assert "0.68 GiB of a 1.00 GiB budget" in shown["summary"] and "90% of expert uses" in shown["summary"]
     assert threading.main_thread().ident not in source.emitted_from  # sampled elsewhere...
     assert recorder.threads == {QApplication.instance().thread()}  # ...drawn on the GUI thread
-    time.sleep(0.1)
+    QApplication.processEvents()  # samples emitted before the source stopped arrive now
     count = panel.figures_shown()["samples"]
     QApplication.processEvents()
-    assert panel.figures_shown()["samples"] <= count + 1 and not source.running.is_set()
+    assert panel.figures_shown()["samples"] == count and not source.thread.is_alive()
 
 
 def test_the_sampler_reads_a_budgeted_engine(small_moe_model_path):
