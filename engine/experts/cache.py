@@ -66,20 +66,21 @@ class ExpertCache:
 
         `uses`: how many tokens of the access use each key (a prompt batch counts each
         token's choice, so LFU learns the prompt's popular experts); 1 each by default.
-        `pinned`: other keys that must not be evicted now (reads ahead still to be used).
+        `pinned`: other keys that must not be evicted now (reads ahead still to be used), as
+        keys or as a bool mask over every key.
         """
         if uses is None:
             keys = np.unique(np.asarray(keys, dtype=np.int64))
-            uses = np.ones(len(keys))
-        elif len(np.unique(keys)) != len(keys):
+            uses = 1.0
+        elif len(set(keys.tolist())) != len(keys):
             raise EngineError("an access with use counts must name each expert once")
         if len(keys) > self.capacity:
             raise EngineError(f"one layer needs {len(keys)} experts but the cache holds {self.capacity}")
         self.tick += 1
-        protected = keys if pinned is None else np.union1d(keys, pinned)
+        protected = self._mask(keys, pinned)
         need = int(np.count_nonzero(~self.resident[keys])) - (self.capacity - self.size)
-        if need > self.size - int(np.count_nonzero(self.resident[protected])):
-            protected = keys  # the layer about to run comes before any read ahead
+        if need > 0 and need > self.size - int(np.count_nonzero(self.resident & protected)):
+            protected = self._mask(keys, None)  # the layer about to run comes before any read ahead
         access = self._bring_in(keys, protected)
         self._last_used[keys] = self.tick
         self._count(keys, uses)
@@ -88,14 +89,28 @@ class ExpertCache:
     def admit(self, keys: np.ndarray, pinned: np.ndarray) -> Access:
         """Make `keys` resident ahead of their use (a speculative read), counting no use.
 
-        Only what is neither in `keys` nor `pinned` can be evicted for them, and only while
-        the cache has room beyond the pinned keys: what cannot fit is left out of `misses`.
+        Only what is neither in `keys` nor `pinned` (keys or a bool mask) can be evicted for
+        them, and only while the cache has room beyond the pinned keys: what cannot fit is
+        left out of `misses`.
         """
         keys = np.unique(np.asarray(keys, dtype=np.int64))
-        protected = np.union1d(keys, pinned)
-        room = self.capacity - int(np.count_nonzero(self.resident[protected]))
-        absent = keys[~self.resident[keys]]
-        return self._bring_in(np.concatenate((keys[self.resident[keys]], absent[: max(0, room)])), protected)
+        protected = self._mask(keys, pinned)
+        present = self.resident[keys]
+        room = self.capacity - int(np.count_nonzero(self.resident & protected))
+        absent = keys[~present]
+        return self._bring_in(np.concatenate((keys[present], absent[: max(0, room)])), protected)
+
+    def _mask(self, keys: np.ndarray, pinned: np.ndarray | None) -> np.ndarray:
+        """A bool mask over every key: `keys` and `pinned` set (bool masks are cheaper than
+        sorted-set operations at the few keys per access of a decode)."""
+        if pinned is not None and pinned.dtype == bool:
+            mask = pinned.copy()
+        else:
+            mask = np.zeros(self.n_keys, dtype=bool)
+            if pinned is not None:
+                mask[pinned] = True
+        mask[keys] = True
+        return mask
 
     def _bring_in(self, keys: np.ndarray, protected: np.ndarray) -> Access:
         present = self.resident[keys]
@@ -115,7 +130,7 @@ class ExpertCache:
     def resize(self, capacity: int) -> np.ndarray:
         """Change the number of slots; returns the keys to evict when it shrinks."""
         self.capacity = max(1, min(capacity, self.n_keys))
-        evicted = self._victims(self.size - self.capacity, np.empty(0, dtype=np.int64))
+        evicted = self._victims(self.size - self.capacity, None)
         self.resident[evicted] = False
         return evicted
 
@@ -126,12 +141,11 @@ class ExpertCache:
             self._weight = 1.0
         self._score[keys] += self._weight * uses
 
-    def _victims(self, n: int, pinned: np.ndarray) -> np.ndarray:
+    def _victims(self, n: int, protected: np.ndarray | None) -> np.ndarray:
+        """The `n` keys to evict, none of them set in the bool mask `protected`."""
         if n <= 0:
             return np.empty(0, dtype=np.int64)
-        candidates = self.resident.copy()
-        candidates[pinned] = False
-        keys = np.flatnonzero(candidates)
+        keys = np.flatnonzero(self.resident if protected is None else self.resident & ~protected)
         if self.policy is CachePolicy.LFU:
             scores = self._score[keys]
             if n < len(keys):  # only keys scoring no more than the n-th lowest can go: sort those

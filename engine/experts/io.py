@@ -12,9 +12,11 @@ bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's 
 - WILLNEED: one thread asks the kernel for each matrix with posix_fadvise(WILLNEED), which
   puts every page of the range into the page cache, locked, and reads them asynchronously in
   large requests. Completion is checked only where it matters: `wait_for` (the layer about
-  to use the experts) polls mincore over their pages. A watcher polling every read in flight
-  cost CPU that llama.cpp needs; letting llama.cpp fault on pages still in flight instead
-  made its threads wait inside the graph, where the other one spins at the next barrier.
+  to use the experts) asks mincore, and for what has not arrived faults the pages in with
+  MADV_POPULATE_READ, which sleeps until the reads in flight land. A watcher polling every
+  read in flight cost CPU that llama.cpp needs; letting llama.cpp fault on pages still in
+  flight instead made its threads wait inside the graph, where the other one spins at the
+  next barrier.
 Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
 Eviction: MADV_PAGEOUT drops the pages from llama.cpp's mapping (about 0.5 ms per 4B
@@ -38,7 +40,14 @@ from enum import StrEnum
 
 import numpy as np
 
-from engine.experts.page_control import MADV_DONTNEED, MADV_PAGEOUT, PAGE, madvise, residency
+from engine.experts.page_control import (
+    MADV_DONTNEED,
+    MADV_PAGEOUT,
+    MADV_POPULATE_READ,
+    PAGE,
+    all_resident,
+    madvise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +123,7 @@ class ExpertIO:
         self._outstanding = 0
         self._busy_since = 0.0
         self.failures = 0
+        self._can_populate = True
         # WILLNEED calls return at once: one thread issues them all in order.
         n_threads = 1 if self.method is ReadMethod.WILLNEED else n_threads
         self._threads = [
@@ -144,13 +154,18 @@ class ExpertIO:
             queue.extend((int(k), m, stamp, int(g)) for k, g in jobs for m in range(N_MATRICES))
             self._lock.notify_all()
 
-    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> float:
-        """Block until `keys` are read (or dropped); return the seconds waited."""
+    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> tuple[float, bool]:
+        """Block until `keys` are read (or dropped) and in RAM. Returns the seconds waited and
+        whether they were there already when asked (the reads were in time)."""
         started = time.perf_counter()
         with self._read_finished:
-            self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
-        if self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
-            waiting = self._missing([(int(k), m) for k in keys if self._wanted[k] for m in range(N_MATRICES)])
+            issued = not self._matrices_left[keys].any()
+            if not issued:
+                self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
+        waiting = self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in range(N_MATRICES)])
+        in_time = issued and not waiting
+        if waiting and self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
+            waiting = self._populate(waiting)
             while waiting:
                 if time.perf_counter() - started > _WILLNEED_PATIENCE_S:
                     # The kernel dropped or has not served these: read them here.
@@ -160,15 +175,26 @@ class ExpertIO:
                     break
                 time.sleep(_POLL_S)
                 waiting = self._missing(waiting)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, in_time
 
-    def arrived(self, keys: np.ndarray) -> bool:
-        """Whether every page of `keys` is in RAM now (mincore), e.g. read in time for its layer."""
-        return not self._missing([(int(k), m) for k in keys for m in range(N_MATRICES)])
+    def _populate(self, matrices: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Fault `matrices` into llama.cpp's mapping, sleeping in the kernel until their reads
+        in flight land (their pages stay locked until then) and reading what is not yet asked
+        for; returns those it could not (a kernel without MADV_POPULATE_READ: polled instead).
+        Polling mincore every 50 us until the pages arrived cost the CPU llama.cpp needs, and
+        llama.cpp then still took a minor fault per page to map them."""
+        if not self._can_populate:
+            return matrices
+        for i, (key, matrix) in enumerate(matrices):
+            if not madvise(*self._touch_spans[key, matrix], MADV_POPULATE_READ):
+                self._can_populate = False
+                log.info("MADV_POPULATE_READ refused (kernel older than 5.14?); polling for reads instead")
+                return matrices[i:]
+        return []
 
     def _missing(self, matrices: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Those (key, matrix) with a page not in RAM (mincore over every page they touch)."""
-        return [(k, m) for k, m in matrices if not residency(*self._touch_spans[k, m]).all()]
+        return [(k, m) for k, m in matrices if not all_resident(*self._touch_spans[k, m])]
 
     def bytes_read_for(self, keys: np.ndarray) -> int:
         """What the latest requests for `keys` read (a dropped or unfinished read counts 0)."""

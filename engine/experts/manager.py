@@ -273,89 +273,108 @@ class ExpertManager:
             log.warning("could not save the expert usage history to %s: %s", self._history_path, exc)
 
     # --- the router hook's calls (on the computing thread) ------------------------------------------
-    def experts_predicted(self, layer: int, experts: np.ndarray, layer_input: np.ndarray | None = None) -> None:
+    def experts_predicted(
+        self, layer: int, experts: np.ndarray, layer_input: np.ndarray | None = None, guesses: list[list[int]] = ()
+    ) -> None:
         if self._io is None:
             return
-        now = time.perf_counter()
         if layer == 0:
             self._counts["evaluations"] += 1
             self._adjust_capacity()
+            now = time.perf_counter()
             if now - self._last_sweep > self._sweep_interval:
                 self._last_sweep = now
                 self._io.call(self._sweep)
-        self._predicted[layer] = experts.copy()
-        used = experts.sum(axis=0)
-        chosen = np.flatnonzero(used)
+        self._predicted[layer] = experts
+        if len(experts) == 1:  # decode: each expert used once (the cheap path: numpy calls cost microseconds)
+            chosen, uses = np.flatnonzero(experts[0]), None
+        else:
+            used = experts.sum(axis=0)
+            chosen = np.flatnonzero(used)
+            uses = used[chosen]
         keys = layer * self.map.n_expert + chosen
         read_ahead = keys[self._ahead_read[keys] & self.cache.resident[keys]]  # misses, read early
         self._end_read_ahead(layer, keys)
-        access = self.cache.access(keys, used[chosen], pinned=np.flatnonzero(self._ahead))
+        access = self.cache.access(keys, uses, pinned=self._ahead)
         self._counts["hits"] += len(access.hits) - len(read_ahead)
         self._counts["misses"] += len(access.misses) + len(read_ahead)
         self._counts["read_ahead"] += len(read_ahead)
         if self.trace is not None:
             self.trace.append(keys)
-            self.trace_uses.append(used[chosen])
+            self.trace_uses.append(np.ones(len(keys), dtype=np.int64) if uses is None else uses)
         self._io.evict(access.evicted)
         self._stamp += 1
         self._io.current_stamp = self._stamp
+        misses = access.misses
+        if len(read_ahead):
+            misses = np.concatenate((misses, read_ahead))
         if self.prefetch:
             self._io.read(access.misses, self._stamp)
-            # A speculative read still queued or in flight is now needed: ask again as exact.
-            self._io.read(self._io.pending(read_ahead), self._stamp)
-        self._misses[layer] = np.concatenate((access.misses, read_ahead))
-        if self.lookahead and layer_input is not None and len(layer_input) == 1:
-            self._read_ahead(layer, keys, layer_input)
+            if len(read_ahead):  # a speculative read still queued or in flight is now needed: ask again as exact
+                self._io.read(self._io.pending(read_ahead), self._stamp)
+        self._misses[layer] = misses
+        if guesses:
+            self._read_ahead(layer, keys, guesses)
 
     def _end_read_ahead(self, layer: int, used: np.ndarray) -> None:
         """`layer` runs now: its experts read ahead are no longer pinned; unused ones were wasted."""
         span = slice(layer * self.map.n_expert, (layer + 1) * self.map.n_expert)
         unused = self._ahead_read[span].copy()
         unused[used - span.start] = False
-        self._counts["wasted_bytes"] += self._io.bytes_read_for(np.flatnonzero(unused) + span.start)
+        wasted = np.flatnonzero(unused)
+        if len(wasted):
+            self._counts["wasted_bytes"] += self._io.bytes_read_for(wasted + span.start)
         self._ahead[span] = False
         self._ahead_read[span] = False
 
-    def _read_ahead(self, layer: int, in_use: np.ndarray, layer_input: np.ndarray) -> None:
-        """Guess the next layers' experts from this layer's input and read the missing ones.
+    def _read_ahead(self, layer: int, in_use: np.ndarray, guesses: list[list[int]]) -> None:
+        """Read the missing experts of the next layers, guessed from this layer's input.
 
         Exact reads stay ahead of these in the I/O queues; a guess never evicts what this
         layer uses or what was read ahead for another layer still to run.
         """
-        n_expert = self.map.n_expert
-        for target in range(layer + 1, min(layer + 1 + self.lookahead, self.map.n_layer)):
-            guess = target * n_expert + np.flatnonzero(self.map.select(target, layer_input)[0])
+        protected = self._ahead.copy()
+        protected[in_use] = True
+        for target, experts in enumerate(guesses, start=layer + 1):
+            guess = target * self.map.n_expert + np.array(experts, dtype=np.int64)
             guess = guess[~self._ahead[guess]]
             if not len(guess):
                 continue
-            admitted = self.cache.admit(guess, np.union1d(in_use, np.flatnonzero(self._ahead)))
-            self._ahead[np.concatenate((admitted.hits, admitted.misses))] = True
-            self._ahead_read[admitted.misses] = True
-            self._io.evict(admitted.evicted)
-            # Useful until `target`'s own access (this access + the layers in between).
-            self._io.read(admitted.misses, self._stamp + target - layer, speculative=True)
+            admitted = self.cache.admit(guess, protected)
+            pinned = np.concatenate((admitted.hits, admitted.misses))
+            self._ahead[pinned] = True
+            protected[pinned] = True
+            if len(admitted.misses):
+                self._ahead_read[admitted.misses] = True
+                self._io.evict(admitted.evicted)
+                # Useful until `target`'s own access (this access + the layers in between).
+                self._io.read(admitted.misses, self._stamp + target - layer, speculative=True)
 
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
         if self._io is None:
             return
         now = time.perf_counter()
-        np.add.at(self._usage[layer], experts.ravel(), 1)
         predicted = self._predicted.pop(layer, None)
+        if len(experts) == 1:  # one token: its k experts are distinct
+            self._usage[layer, experts[0]] += 1
+        else:
+            np.add.at(self._usage[layer], experts.ravel(), 1)
         if predicted is not None:
             self._counts["checked"] += len(predicted)
             if len(predicted) != len(experts):  # a different set of tokens: every row is wrong
                 self._counts["mismatches"] += len(predicted)
+            elif len(experts) == 1:
+                self._counts["mismatches"] += int(not predicted[0, experts[0]].all())
             else:
                 chosen = np.zeros(predicted.shape, dtype=bool)
                 np.put_along_axis(chosen, experts, True, axis=1)
                 self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
         misses = self._misses.pop(layer, None)
         if self.prefetch and misses is not None and len(misses):
-            arrived = self._io.arrived(misses)
             # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
-            waited = self._io.wait_for(misses)
+            waited, in_time = self._io.wait_for(misses)
             self._counts["wait_s"] += waited
-            if arrived:
+            if in_time:
                 self._counts["on_time"] += 1
                 self._leads.append(now - float(self._io.read_done_at[misses].max()))
             else:

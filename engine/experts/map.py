@@ -10,7 +10,7 @@ of the file would stop MADV_PAGEOUT from evicting the pages llama.cpp maps.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class ExpertMap:
     matrix_bytes: np.ndarray
     routers: tuple[np.ndarray, ...]  # per layer, float32 [n_expert, n_embd]
     model_bytes: int  # every tensor
+    # (first layer, layers) -> those layers' routers stacked into one contiguous matrix
+    _stacks: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def expert_bytes(self) -> int:
@@ -57,11 +59,34 @@ class ExpertMap:
         experts tie for the last places and llama.cpp's (unstable) sort picks among them:
         every tied expert is marked, so a row then names more than k experts.
         """
+        if len(layer_input) == 1:  # decode: the cheap path (this runs inside llama.cpp's graph)
+            chosen = np.zeros((1, self.n_expert), dtype=bool)
+            chosen[0, self.route(layer, layer_input[0], 1)[0]] = True
+            return chosen
         logits = layer_input.astype(np.float32, copy=False) @ self.routers[layer].T
         scores = np.float32(1) / (np.float32(1) + np.exp(-logits))
         k = self.n_expert_used
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
         return scores >= kth
+
+    def route(self, first_layer: int, row: np.ndarray, n_layers: int) -> list[list[int]]:
+        """One token's experts in `n_layers` layers from `first_layer` on, every router applied
+        to the same input `row` (exact for the layer it is the input of, a guess for the later
+        ones), ties included as in `select`. One matrix product over the stacked routers and
+        a Python sort of a few scores: numpy calls cost microseconds each on the computing thread."""
+        key = (first_layer, n_layers)
+        stack = self._stacks.get(key)
+        if stack is None:
+            stack = self._stacks[key] = np.concatenate(self.routers[first_layer : first_layer + n_layers])
+        logits = row.astype(np.float32, copy=False) @ stack.T
+        scores = (np.float32(1) / (np.float32(1) + np.exp(-logits))).tolist()
+        n, k = self.n_expert, self.n_expert_used
+        chosen = []
+        for start in range(0, len(scores), n):
+            layer_scores = scores[start : start + n]
+            kth = sorted(layer_scores, reverse=True)[k - 1]
+            chosen.append([e for e, score in enumerate(layer_scores) if score >= kth])
+        return chosen
 
 
 def expert_map(info: ModelInfo) -> ExpertMap:

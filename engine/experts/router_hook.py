@@ -31,11 +31,16 @@ GGML_TYPE_I32 = 26
 
 
 class RouteListener(Protocol):
-    def experts_predicted(self, layer: int, experts: np.ndarray, layer_input: np.ndarray) -> None:
+    lookahead: int  # later layers whose experts to guess for one token (0: none)
+
+    def experts_predicted(
+        self, layer: int, experts: np.ndarray, layer_input: np.ndarray, guesses: list[list[int]]
+    ) -> None:
         """Bool [n_tokens, n_expert]: the experts `layer` will use per token, before its attention runs.
 
         `layer_input` (float32 [n_tokens, n_embd], valid during the call only) is what the
-        router read: later layers' routers applied to it guess their experts too."""
+        router read. For one token, `guesses` are the experts of up to `lookahead` later
+        layers, their routers applied to the same input (from the same matrix product)."""
 
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
         """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are used."""
@@ -90,7 +95,14 @@ class RouterHook:
                     # llama.cpp runs the last layer's experts only for the tokens whose
                     # logits are wanted: the engine asks for the batch's last one.
                     rows = rows[-1:]
-                self._listener.experts_predicted(layer, self._map.select(layer, rows), rows)
+                if len(rows) == 1:  # decode: this layer and the guessed ones in one product
+                    ahead = min(getattr(self._listener, "lookahead", 0), self._map.n_layer - 1 - layer)
+                    chosen, *guesses = self._map.route(layer, rows[0], 1 + ahead)
+                    experts = np.zeros((1, self._map.n_expert), dtype=bool)
+                    experts[0, chosen] = True
+                else:
+                    experts, guesses = self._map.select(layer, rows), []
+                self._listener.experts_predicted(layer, experts, rows, guesses)
             else:
                 self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy())
         except Exception:  # anything escaping here would silently stop llama.cpp's graph
@@ -111,6 +123,8 @@ class RouterHook:
             raise ValueError(f"unexpected node strides {list(head.nb)}")
         span = (n_rows - 1) * head.nb[1] + n_cols * item
         buffer = (ctypes.c_char * span).from_address(self._lib.ggml_get_data(tensor))
+        if head.nb[1] == n_cols * item:  # contiguous rows (always, so far): no stride tricks
+            return np.frombuffer(buffer, dtype=dtype).reshape(n_rows, n_cols)
         return np.lib.stride_tricks.as_strided(
             np.frombuffer(buffer, dtype=dtype), shape=(n_rows, n_cols), strides=(head.nb[1], item)
         )

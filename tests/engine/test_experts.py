@@ -28,7 +28,9 @@ class RoutingRecorder:
         self.predicted: list[tuple[int, np.ndarray]] = []
         self.selected: list[tuple[int, np.ndarray]] = []
 
-    def experts_predicted(self, layer, experts, layer_input):
+    lookahead = 0
+
+    def experts_predicted(self, layer, experts, layer_input, guesses):
         self.predicted.append((layer, experts.copy()))
 
     def experts_selected(self, layer, experts):
@@ -123,8 +125,8 @@ def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_p
         manager = engine.experts
         original = manager._read_ahead
 
-        def checking(layer, in_use, layer_input):
-            original(layer, in_use, layer_input)
+        def checking(layer, in_use, guesses):
+            original(layer, in_use, guesses)
             checked.append(bool(manager.cache.resident[in_use].all()))
 
         monkeypatch.setattr(manager, "_read_ahead", checking)
