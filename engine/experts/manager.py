@@ -53,6 +53,8 @@ IO_THREADS = 4
 # 3.65/3.98/4.89/3.94 tokens/s with 0/16/24/30% of the bytes read wasted; at lookahead 2
 # WILLNEED took 385 ms of machine CPU per token against pread's 498 (bench/read_methods.py:
 # about 0.3 against 0.45-1.5 s per GB), which decides on 2 cores.
+# On an AMD EPYC (2 cores, after the callbacks were trimmed, bench/memory_budget.py, 256 tokens)
+# lookahead 2 against 0: 3.19 against 2.87 tokens/s at 1 GiB, 7.14 against 7.25 at 2 GiB.
 LOOKAHEAD_LAYERS = 2
 READ_METHOD = ReadMethod.WILLNEED
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
