@@ -10,7 +10,7 @@ of the file would stop MADV_PAGEOUT from evicting the pages llama.cpp maps.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,10 +29,18 @@ class ExpertMap:
     # [layer, matrix (gate, up, down)] -> file offset of expert 0, and bytes per expert
     base_offsets: np.ndarray
     matrix_bytes: np.ndarray
-    routers: tuple[np.ndarray, ...]  # per layer, float32 [n_expert, n_embd]
+    # float32 [n_layer * n_expert, n_embd]: every layer's router, one after the other, so that
+    # consecutive layers' routers are one contiguous slice (see `route`)
+    all_routers: np.ndarray
     model_bytes: int  # every tensor
-    # (first layer, layers) -> those layers' routers stacked into one contiguous matrix
-    _stacks: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def routers(self) -> list[np.ndarray]:
+        """Per layer, float32 [n_expert, n_embd] (views)."""
+        return [self._routers_of(layer, 1) for layer in range(self.n_layer)]
+
+    def _routers_of(self, first_layer: int, n_layers: int) -> np.ndarray:
+        return self.all_routers[first_layer * self.n_expert : (first_layer + n_layers) * self.n_expert]
 
     @property
     def expert_bytes(self) -> int:
@@ -63,7 +71,7 @@ class ExpertMap:
             chosen = np.zeros((1, self.n_expert), dtype=bool)
             chosen[0, self.route(layer, layer_input[0], 1)[0]] = True
             return chosen
-        logits = layer_input.astype(np.float32, copy=False) @ self.routers[layer].T
+        logits = layer_input.astype(np.float32, copy=False) @ self._routers_of(layer, 1).T
         scores = np.float32(1) / (np.float32(1) + np.exp(-logits))
         k = self.n_expert_used
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
@@ -73,12 +81,9 @@ class ExpertMap:
         """One token's experts in `n_layers` layers from `first_layer` on, every router applied
         to the same input `row` (exact for the layer it is the input of, a guess for the later
         ones), ties included as in `select`. One matrix product over the stacked routers and
-        a Python sort of a few scores: numpy calls cost microseconds each on the computing thread."""
-        key = (first_layer, n_layers)
-        stack = self._stacks.get(key)
-        if stack is None:
-            stack = self._stacks[key] = np.concatenate(self.routers[first_layer : first_layer + n_layers])
-        logits = row.astype(np.float32, copy=False) @ stack.T
+        a Python sort of a few scores: numpy calls cost microseconds each on the computing thread.
+        The routers are consecutive rows of `all_routers`: a slice, no copy."""
+        logits = row.astype(np.float32, copy=False) @ self._routers_of(first_layer, n_layers).T
         scores = (np.float32(1) / (np.float32(1) + np.exp(-logits))).tolist()
         n, k = self.n_expert, self.n_expert_used
         chosen = []
@@ -109,7 +114,7 @@ def expert_map(info: ModelInfo) -> ExpertMap:
         n_expert_used=info.n_expert_used,
         base_offsets=base,
         matrix_bytes=sizes,
-        routers=tuple(routers),
+        all_routers=np.concatenate(routers),
         model_bytes=sum(t.nbytes for t in info.tensors.values()),
     )
 
