@@ -44,6 +44,7 @@ class SpeedPlanner(QObject):
         self.figures_file, self._models_dir, self.history_dir = figures_file, models_dir, history_dir
         self.plan: MemoryPlan | None = None
         self._lock = threading.Lock()  # one job at a time, in the order asked
+        self._identities: dict[Path, tuple[str | None, ExpertFootprint]] = {}  # see _identity
 
     def machine(self) -> MachineSpeed:
         return load_machine_speed(self.figures_file)
@@ -83,13 +84,20 @@ class SpeedPlanner(QObject):
         self.plan_ready.emit(self.plan)
 
     def _record(self, model_file: Path, tokens_per_s: float) -> None:
-        info = inspect_model(model_file)
-        model_id = catalog_id_for(info)
+        model_id, footprint = self._identity(model_file)
         if model_id is not None:
-            footprint = ExpertFootprint.of_model(info)
             machine = self.machine().with_compute(model_id, footprint, tokens_per_s, in_memory=True)
             save_machine_speed(self.figures_file, machine)
             self.plan = None  # predicted from the old figure: the Memory page asks again
+
+    def _identity(self, model_file: Path) -> tuple[str | None, ExpertFootprint]:
+        """Which catalog model a file is, and its footprint: its header (megabytes of tokenizer
+        metadata) is read once per file, not after every answer that records a speed."""
+        known = self._identities.get(model_file)
+        if known is None:
+            info = inspect_model(model_file)
+            known = self._identities[model_file] = (catalog_id_for(info), ExpertFootprint.of_model(info))
+        return known
 
     def _measure(self, model_file: Path | None) -> None:
         self.measuring.emit(True)
