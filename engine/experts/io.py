@@ -1,4 +1,4 @@
-"""Reading experts into the page cache and evicting them, off the thread that computes.
+"""Reading experts into the page cache and evicting them.
 
 Reads come in two kinds: exact (the layer about to run needs them) and speculative (a later
 layer's experts guessed from the current hidden state); exact reads always go first. Each
@@ -9,18 +9,24 @@ How a read is done (`ReadMethod`, chosen by speed and by CPU time per GB, see
 bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's compute):
 - PREAD: worker threads copy each matrix into a scratch buffer; the pages land in the
   page cache and llama.cpp's later touches are minor faults.
-- WILLNEED: one thread asks the kernel for each matrix with posix_fadvise(WILLNEED), which
-  puts every page of the range into the page cache, locked, and reads them asynchronously in
-  large requests. Completion is checked only where it matters: `wait_for` (the layer about
-  to use the experts) asks mincore, and for what has not arrived faults the pages in with
-  MADV_POPULATE_READ, which sleeps until the reads in flight land. A watcher polling every
-  read in flight cost CPU that llama.cpp needs; letting llama.cpp fault on pages still in
-  flight instead made its threads wait inside the graph, where the other one spins at the
-  next barrier.
+- WILLNEED: the computing thread itself asks the kernel for each matrix with
+  posix_fadvise(WILLNEED) the moment it knows it (in the router hook: exact reads, then the
+  guesses), which puts every page of the range into the page cache, locked, and reads them
+  asynchronously in large requests. The call returns once the reads are submitted (about
+  0.25 ms of CPU per MB); issued from an I/O thread instead, each read waited for that thread
+  to be scheduled on a core both of llama.cpp's threads were using: at a 1 GiB budget on the
+  4B shape (2 cores, interleaved runs of 128 tokens) 3.37/3.63 tokens/s with waits of 106/97
+  ms a token, 3.88/3.69 with exact reads issued here (waits 47-50 ms), 4.45/5.81 with every
+  read issued here (waits 11-22 ms). Completion is checked only where it matters: `wait_for`
+  (the layer about to use the experts) asks mincore, and for what has not arrived faults the
+  pages in with MADV_POPULATE_READ, which sleeps until the reads in flight land. A watcher
+  polling every read in flight cost CPU that llama.cpp needs; letting llama.cpp fault on
+  pages still in flight instead made its threads wait inside the graph, where the other one
+  spins at the next barrier.
 Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
-Eviction: MADV_PAGEOUT drops the pages from llama.cpp's mapping (about 0.5 ms per 4B
-expert, so it runs here, not in the callback), then POSIX_FADV_DONTNEED drops them from
+Eviction, on an I/O thread (it does not hold up a layer): MADV_PAGEOUT drops the pages from
+llama.cpp's mapping (about 0.5 ms per 4B expert), then POSIX_FADV_DONTNEED drops them from
 the page cache if they were read but never mapped. MADV_DONTNEED + FADV_DONTNEED instead
 took less CPU and decoded faster, but only because it left pages behind: peak resident 1.081
 GiB at a 1 GiB budget against 0.9997 with PAGEOUT (4B shape, 96 tokens). Only whole pages
@@ -67,11 +73,12 @@ class IOCounters:
     speculative_keys: int = 0  # and speculatively
     bytes_read: int = 0  # by reads that were not dropped
     busy_s: float = 0.0  # wall time with at least one read outstanding (WILLNEED: being issued)
-    cpu_s: float = 0.0  # CPU time of the I/O threads (the kernel's asynchronous work not included)
+    cpu_s: float = 0.0  # CPU time issuing reads and evicting, on any thread (not the kernel's asynchronous work)
 
 
 class ExpertIO:
-    """Threads that evict and read experts: evictions first, then exact reads, then speculative.
+    """Reads and evictions of experts. Worker threads evict, and read (PREAD) in order: evictions
+    first, then exact reads, then speculative ones; WILLNEED reads are issued by the caller.
 
     `file_ranges[key]` is [3, 2] of (file offset, bytes); `evict_spans[key]` [3, 2] of
     page-aligned [start, end) addresses in llama.cpp's mapping and `evict_file_spans` the
@@ -124,7 +131,7 @@ class ExpertIO:
         self._busy_since = 0.0
         self.failures = 0
         self._can_populate = True
-        # WILLNEED calls return at once: one thread issues them all in order.
+        # WILLNEED: the computing thread issues the reads; one worker evicts.
         n_threads = 1 if self.method is ReadMethod.WILLNEED else n_threads
         self._threads = [
             threading.Thread(target=self._issue_loop, name=f"expert-io-{i}", daemon=True) for i in range(n_threads)
@@ -134,7 +141,8 @@ class ExpertIO:
 
     # --- called from the computing thread ---------------------------------------------------
     def read(self, keys: np.ndarray, stamp: int, *, speculative: bool = False) -> None:
-        """Read `keys`, unless the computing thread has gone past access `stamp` by then."""
+        """Read `keys`, unless the computing thread has gone past access `stamp` by then
+        (WILLNEED: submitted before this returns; PREAD: queued for the workers)."""
         if not len(keys):
             return
         with self._lock:
@@ -150,9 +158,19 @@ class ExpertIO:
             if self._outstanding and self._outstanding == np.count_nonzero(new):
                 self._busy_since = time.perf_counter()
             self._matrices_left[keys] = N_MATRICES
-            jobs = zip(keys, self._generation[keys], strict=True)
-            queue.extend((int(k), m, stamp, int(g)) for k, g in jobs for m in range(N_MATRICES))
-            self._lock.notify_all()
+            jobs = [
+                (int(k), m, stamp, int(g))
+                for k, g in zip(keys, self._generation[keys], strict=True)
+                for m in range(N_MATRICES)
+            ]
+            if self.method is not ReadMethod.WILLNEED:  # the workers read them
+                queue.extend(jobs)
+                self._lock.notify_all()
+                return
+        cpu = time.thread_time()  # WILLNEED: issued here and now (the module's docstring says why)
+        for job in jobs:
+            self._read(*job, None)
+        self._add_cpu(time.thread_time() - cpu)
 
     def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> tuple[float, bool]:
         """Block until `keys` are read (or dropped) and in RAM. Returns the seconds waited and

@@ -2,8 +2,9 @@
 
 llama.cpp maps the experts from the file (not repacked: evictable file pages). The
 router hook tells us each layer's experts before the layer's attention runs, and guesses
-the next layers' from the same hidden state; the cache decides which experts stay; the I/O
-thread evicts the losers and reads the misses, then the guesses, while attention computes.
+the next layers' from the same hidden state; the cache decides which experts stay; the hook
+submits the reads of the misses, then of the guesses (engine/experts/io.py), and an I/O
+thread evicts the losers, while attention computes.
 Non-expert weights (attention, norms, routers, output, the embedding rows in use) are never
 evicted; the budget left after them, in whole experts, is the cache's capacity. A periodic
 sweep checks with mincore what is really resident, evicts stray expert pages (a fault's
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 # A sweep (mincore over the whole mapping: about 20 ms for the 4B) runs every 0.25 s while
 # it finds stray pages, and backs off to every 2 s while it finds none.
 SWEEP_SECONDS = (0.25, 2.0)
-# pread workers (WILLNEED needs one thread): at 1 GiB on the 4B shape, 1, 2 and 4 decoded
+# pread workers (WILLNEED needs one, to evict): at 1 GiB on the 4B shape, 1, 2 and 4 decoded
 # 3.7, 4.1 and 4.4 tokens/s (the disk serves concurrent reads faster than one at a time).
 IO_THREADS = 4
 # Later layers whose experts are guessed and read ahead during decode (their routers applied
@@ -55,7 +56,12 @@ IO_THREADS = 4
 # about 0.3 against 0.45-1.5 s per GB), which decides on 2 cores.
 # On an AMD EPYC (2 cores, after the callbacks were trimmed, bench/memory_budget.py, 256 tokens)
 # lookahead 2 against 0: 3.19 against 2.87 tokens/s at 1 GiB, 7.14 against 7.25 at 2 GiB.
-LOOKAHEAD_LAYERS = 2
+# Once the hook issued the reads itself (engine/experts/io.py), the same machine, 128 tokens,
+# interleaved: lookahead 1 against 2 decoded 6.03/6.21 against 5.90/5.37 tokens/s at 1 GiB
+# (15.5% of the bytes read wasted against 25%) and 16.2/16.1 against 15.6/15.4 at 2 GiB; 3 was
+# slower than 2 (4.70/5.01 against 4.09/5.73 at 1 GiB, a noisier hour). Reads are now issued
+# as soon as they are known, so a deeper guess buys little time and costs wasted reads.
+LOOKAHEAD_LAYERS = 1
 READ_METHOD = ReadMethod.WILLNEED
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
@@ -82,7 +88,7 @@ class ExpertStats:
     wasted_bytes: int  # read ahead for a layer that then did not use them (bytes really read)
     wait_s: float  # llama.cpp kept waiting in the hook for reads
     read_busy_s: float  # wall time with reads outstanding
-    io_cpu_s: float  # CPU time of the I/O threads
+    io_cpu_s: float  # CPU time issuing reads and evicting (I/O threads and the hook's read calls)
     on_time: int  # layers whose missing experts were in RAM when llama.cpp reached them
     late: int  # layers whose missing experts were not (llama.cpp waited for them)
     lead_ms_median: float | None  # how long before use the on-time reads finished (WILLNEED: were issued)
