@@ -36,7 +36,7 @@ from app.speed.measurements import MachineSpeed, measure_disk  # noqa: E402
 from app.speed.predict import predict_weights  # noqa: E402
 from app.speed.profiles import model_profile  # noqa: E402
 from bench.machine import describe, machine_figures  # noqa: E402
-from bench.memory_budget import run_child  # noqa: E402
+from bench.memory_budget import nothing_evicted_budget_gib, run_child  # noqa: E402
 from engine.experts.footprint import ExpertFootprint  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
 from engine.synthetic import RouterSkew, get_shape, write_synthetic_model  # noqa: E402
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"disk: {reads.gbps:.2f} GB/s expert-sized reads, {reads.cpu_s_per_gb:.2f} s machine CPU per GB")
         tokens = min(args.tokens, COMPUTE_TOKENS)
         in_memory = run_child(model, "ours", None, tokens)
-        every_expert = (footprint.fixed_bytes + footprint.n_keys * footprint.expert_bytes) * 1.01 + (8 << 20)
-        mapped = run_child(model, "ours", every_expert / GIB, tokens)
+        mapped = run_child(model, "ours", nothing_evicted_budget_gib(model), tokens)
         machine = MachineSpeed().with_disk(reads)
         machine = machine.with_compute(catalog_id, footprint, in_memory["decode_tps"], in_memory=True)
         machine = machine.with_compute(catalog_id, footprint, mapped["decode_tps"], in_memory=False)

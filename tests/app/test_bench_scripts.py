@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,13 +47,25 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
         "first_session_hit_rate_over_static_oracle",
         "hit_rate_over_belady",
         "fraction_of_bound_0.009gib",
+        "fraction_of_plain_bound_0.009gib",
         "lookahead_speedup_0.009gib",
     ):
         assert figures[key] > 0
     ours = next(c for c in figures["cells"] if c["setup"] == "ours" and c["budget_gib"])
     assert ours["history_seeded"]  # an earlier session's expert usage started the cache
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
-    assert {c["setup"] for c in figures["cells"]} == {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager"}
+    setups = {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager", "ours_nothing_evicted"}
+    assert {c["setup"] for c in figures["cells"]} == setups
+    # The bound's compute: ours (the manager at work) within a budget just under the file, from
+    # which plain llama.cpp's stands in where the cache could not hold every expert (this tiny model).
+    everything = next(c for c in figures["cells"] if c["setup"] == "ours_nothing_evicted")
+    assert everything["capacity_experts"] > ours["capacity_experts"]
+    holds_all = everything["capacity_experts"] >= everything["n_experts"]
+    source = next(
+        c for c in figures["cells"] if c["setup"] == figures["bound_compute_from"] and c["budget_gib"] is None
+    )
+    assert (figures["bound_compute_from"] == "ours_nothing_evicted") == holds_all
+    assert figures["compute_ms_per_token"] == pytest.approx(1e3 / source["decode_tps"])
     assert 0 <= figures["wasted_read_fraction"] < 1
     assert figures["read_methods"]["willneed_gbps"] > 0
     # /proc/stat counts CPU in 10 ms ticks: a tiny model's reads can honestly cost 0 of them
