@@ -9,16 +9,17 @@ decoded tokens. Then:
     seconds per token = compute within a budget, nothing evicted
                         + missed bytes x ENGINE_READ_FACTOR x (1 / disk speed + read CPU per byte)
 
-Measured on the synthetic 4B (bench/predict.py, a 2-core EPYC): the machine's two cores
-were busy all the time at every budget (machine CPU 297-622 ms a token against 2 x
-146-327 ms), so reads, their CPU and compute added up rather than overlapped: the time
-per token was 104 ms with nothing missed and rose 2.0-2.4 ms per MB missed, while the
-probe's expert-sized reads cost 1.02 ms per MB (0.52 of disk time and 0.50 of CPU).
-The engine's reads cost more than the probe's: speculative reads never used (about a
-fifth), an eviction per miss (MADV_PAGEOUT, about 0.25 ms per MB), the I/O threads'
-polling, and llama.cpp's threads losing their core to them. ENGINE_READ_FACTOR is that
-ratio; the 21B (52 layers, 64 experts of 3.3 MB) checks it out of sample. Where reads
-could run on idle cores (more cores than compute threads) this overstates the cost.
+Measured with bench/predict.py (a 2-core EPYC, after the router hook began issuing the reads
+itself), the time per token rose by 0.95-0.99x the probe's cost per missed byte (its disk time
+plus its read CPU) on the synthetic 4B at 1, 1.5 and 2 GiB, and by 1.69x on the 21B at 8 GiB
+(its evictions, 3.3 MB each, took 293 ms of CPU a token; and the disk, probed at 2.1 GB/s that
+run, varies by 2x within minutes on these machines). On 2 cores the reads' CPU and the compute
+add up rather than overlap. ENGINE_READ_FACTOR is 1.5, the single factor with the smallest
+worst error over those four rows (4B at 1 GiB 27% slow, 21B 26% fast with its replayed hit
+rate; 1.0 would put the 21B 53% fast, and a recommendation of the 21B too slow to use is the
+worse mistake). Before that change, with reads queued for an I/O thread that had to wait for
+a core, it was 2.1. Where reads could run on idle cores (more cores than compute threads)
+this overstates the cost.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from engine.experts.replay import replay_hit_rate
 from engine.memory_plan import HEADROOM_BYTES
 
 GIB = 1 << 30
-ENGINE_READ_FACTOR = 2.1
+ENGINE_READ_FACTOR = 1.5
 # Tokens replayed: the first warm the cache (as a prompt does), the rest are scored.
 WARM_TOKENS, SCORED_TOKENS = 16, 64  # hit rates within 0.005 of 32 + 160 tokens'
 

@@ -59,7 +59,7 @@ IO_THREADS = 4
 # Once the hook issued the reads itself (engine/experts/io.py), the same machine, 128 tokens,
 # interleaved: lookahead 1 against 2 decoded 6.03/6.21 against 5.90/5.37 tokens/s at 1 GiB
 # (15.5% of the bytes read wasted against 25%) and 16.2/16.1 against 15.6/15.4 at 2 GiB; 3 was
-# slower than 2 (4.70/5.01 against 4.09/5.73 at 1 GiB, a noisier hour). Reads are now issued
+# no faster than 2 (4.70/5.01 against 4.09/5.73 at 1 GiB, a noisier hour). Reads are now issued
 # as soon as they are known, so a deeper guess buys little time and costs wasted reads.
 LOOKAHEAD_LAYERS = 1
 READ_METHOD = ReadMethod.WILLNEED
