@@ -10,9 +10,9 @@ made hot, as the paper measured), for each budget:
   loaded longest ago (FIFO), no prefetch.
 "unlimited" is what the app does when the model fits: in memory, repacked ("ours"), and
 plain mmap with nothing evicted ("no manager", which is also the compute time of the
-kernels the budgeted runs use). "ours, nothing evicted" is ours within a budget that holds
-every expert: the same engine configuration as ours (router hook, lookahead, file-backed
-experts) when nothing is evicted.
+kernels the budgeted runs use). "ours, nothing evicted" is ours within a budget just under
+the file, where the cache holds every expert (on the 4B and 21B shapes): the same engine
+configuration as ours (router hook, lookahead, file-backed experts) when nothing is evicted.
 
 The bound of a budget, per token, is max(compute, miss bytes / the disk's expert-sized read
 speed of this run); the fraction of the bound is that over the measured time per token. As
