@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import logging
 import os
 import threading
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 N_MATRICES = 3  # gate, up, down
 _POLL_S = 0.00005  # between mincore checks while a layer waits for its WILLNEED reads
 _WILLNEED_PATIENCE_S = 0.5  # then the waiting thread reads what has not arrived itself
+# A key evicted this soon after its read was issued may still have pages in flight: locked,
+# they survive the eviction and land afterwards. It is evicted again this long after the read.
+_LANDING_S = 0.2
 
 
 class ReadMethod(StrEnum):
@@ -114,6 +118,9 @@ class ExpertIO:
         self._pageout = MADV_PAGEOUT
         self._buffer_bytes = int(file_ranges[:, :, 1].max()) + PAGE
         self._urgent: collections.deque = collections.deque()  # evictions and calls
+        self._again: list[tuple[float, int]] = []  # heap of (when, key): evict once more then
+        # Per key, evictions not yet done (queued, or to be done again when its read has landed).
+        self.evictions_queued = np.zeros(len(file_ranges), dtype=np.int32)
         # (key, matrix, stamp, generation): exact reads, speculative reads
         self._exact: collections.deque = collections.deque()
         self._speculative: collections.deque = collections.deque()
@@ -226,7 +233,9 @@ class ExpertIO:
 
     def evict(self, keys: np.ndarray) -> None:
         if len(keys):
-            self._put_urgent((self.evict_now, keys))
+            with self._lock:
+                np.add.at(self.evictions_queued, keys, 1)
+            self._put_urgent((self._evict_queued, keys))
 
     def call(self, fn) -> None:
         """Run `fn()` on a worker, before any read still queued."""
@@ -256,11 +265,16 @@ class ExpertIO:
         buffer = memoryview(bytearray(self._buffer_bytes))
         while True:
             with self._lock:
-                while not (self._urgent or self._exact or self._speculative or self._stopping):
-                    self._lock.wait()
+                while not (self._urgent or self._exact or self._speculative or self._stopping or self._again_due()):
+                    self._lock.wait(self._again[0][0] - time.perf_counter() if self._again else None)
                 if self._stopping:
                     return
-                job = self._urgent.popleft() if self._urgent else None
+                if self._urgent:
+                    job = self._urgent.popleft()
+                elif self._again_due():
+                    job = (self._evict_again, None)
+                else:
+                    job = None
                 read = None if job else (self._exact or self._speculative).popleft()
             cpu = time.thread_time()
             try:
@@ -316,8 +330,38 @@ class ExpertIO:
         with self._lock:
             self.counters.cpu_s += seconds
 
-    def evict_now(self, keys: np.ndarray) -> None:
-        """Evict on the calling thread (the workers' own jobs, the manager's sweep)."""
+    def _evict_queued(self, keys: np.ndarray) -> None:
+        self.evict_now(keys)
+        with self._lock:
+            np.subtract.at(self.evictions_queued, keys, 1)
+
+    def _again_due(self) -> bool:
+        return bool(self._again) and self._again[0][0] <= time.perf_counter()
+
+    def _evict_again(self) -> None:
+        """Evict once more the keys whose reads may have been in flight when they were evicted,
+        unless wanted again since."""
+        with self._lock:
+            now = time.perf_counter()
+            keys = []
+            while self._again and self._again[0][0] <= now:
+                keys.append(heapq.heappop(self._again)[1])
+        due = np.array(keys, dtype=np.int64)
+        self.evict_now(due[~self._wanted[due]], again=False)
+        with self._lock:
+            np.subtract.at(self.evictions_queued, due, 1)
+
+    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
+        """Evict on the calling thread (the workers' own jobs, the manager's sweep); `again`:
+        and once more later if a read may still be landing."""
+        if again:
+            landing = self.read_done_at[keys] + _LANDING_S
+            late = landing > time.perf_counter()
+            if late.any():
+                with self._lock:
+                    np.add.at(self.evictions_queued, keys[late], 1)
+                    for entry in zip(landing[late].tolist(), keys[late].tolist(), strict=True):
+                        heapq.heappush(self._again, entry)
         for key in keys:
             spans = zip(self._evict_spans[key], self._evict_file_spans[key], strict=True)
             for (start, end), (file_start, file_end) in spans:

@@ -404,7 +404,8 @@ class ExpertManager:
         cumulative = np.concatenate(([0], np.cumsum(resident, dtype=np.int64)))
         pages = self._key_pages
         per_key = (cumulative[pages[:, :, 1]] - cumulative[pages[:, :, 0]]).sum(axis=1)
-        stray = np.flatnonzero((per_key > 0) & ~self.cache.resident)
+        # Keys the cache let go of while this ran have their evictions queued: not strays.
+        stray = np.flatnonzero((per_key > 0) & ~self.cache.resident & (self._io.evictions_queued == 0))
         self._io.evict_now(stray)
         shortest, longest = SWEEP_SECONDS
         self._sweep_interval = shortest if len(stray) else min(longest, self._sweep_interval * 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
 from engine.experts.history import load_history
-from engine.experts.io import ReadMethod
+from engine.experts.io import _LANDING_S, ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
 from engine.experts.map import EXPERT_TENSORS, expert_map
+from engine.experts.page_control import residency
 from engine.experts.router_hook import RouterHook
 from engine.model_info import inspect_model
 
@@ -116,6 +118,27 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
         assert 0 < stats.misses_read_ahead <= stats.misses
         assert 0 <= stats.wasted_read_fraction < 1
         assert stats.wasted_bytes <= stats.bytes_read  # counted as read, not as guessed
+
+
+def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_moe_model_path):
+    # A WILLNEED read's pages are locked until they land: an eviction then leaves them behind.
+    config, _ = _budget_config(small_moe_model_path, 0.4, expert_read_method=ReadMethod.WILLNEED)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        io = manager._io
+        key = int(np.flatnonzero(~manager.cache.resident)[0])
+        keys = np.array([key])
+        manager.cache.resident[key] = True  # as if admitted: a read for it is not dropped
+        io.read(keys, io.current_stamp)
+        manager.cache.resident[key] = False  # what the cache does when it lets the key go
+        io.evict(keys)
+        assert io.wait_idle()
+        assert io.evictions_queued[key] == 1  # once more when the read has landed
+        time.sleep(_LANDING_S + 0.05)
+        assert io.wait_idle()
+        assert io.evictions_queued[key] == 0
+        pages = [residency(start, end) for start, end in io._evict_spans[key]]
+    assert not any(p.any() for p in pages)
 
 
 def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_path, monkeypatch):
