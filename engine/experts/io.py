@@ -25,12 +25,16 @@ bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's 
   spins at the next barrier.
 Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
-Eviction, on an I/O thread (it does not hold up a layer): MADV_PAGEOUT drops the pages from
-llama.cpp's mapping (about 0.5 ms per 4B expert), then POSIX_FADV_DONTNEED drops them from
-the page cache if they were read but never mapped. MADV_DONTNEED + FADV_DONTNEED instead
-took less CPU and decoded faster, but only because it left pages behind: peak resident 1.081
-GiB at a 1 GiB budget against 0.9997 with PAGEOUT (4B shape, 96 tokens). Only whole pages
-inside an expert are evicted: a page it shares with a neighbour may belong to a kept one.
+Eviction, on an I/O thread (it does not hold up a layer): MADV_DONTNEED unmaps the pages from
+llama.cpp's mapping, then POSIX_FADV_DONTNEED drops them from the page cache. FADV_DONTNEED
+drops no folio that is only partly inside the range or still mapped, and a page-cache folio can
+be up to 2 MiB: the experts it left pages of were those within 2 MiB of their tensor's ends,
+next to weights that stay mapped. For those (`shares_folios`) MADV_PAGEOUT, which splits such a
+folio, replaces MADV_DONTNEED. Measured on the 4B shape at 1 GiB (interleaved, 128 tokens):
+PAGEOUT for all, 5.69/5.30 tokens/s, eviction and reads 105/111 ms of CPU a token; PAGEOUT for
+the edges only, 6.64/5.95 and 86/96 ms; peak resident the same (DONTNEED for all left about 80
+MB of such folios, 9% over the budget). Only whole pages inside an expert are evicted: a page
+it shares with a neighbour may belong to a kept one.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ class ExpertIO:
     page-aligned [start, end) addresses in llama.cpp's mapping and `evict_file_spans` the
     same pages as file offsets; `touch_spans[key]` the pages each matrix touches (its
     boundary pages included). `wanted` is the cache's residency: a key evicted before its
-    read starts is not read.
+    read starts is not read. `shares_folios`: the keys evicted with MADV_PAGEOUT (None: all).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class ExpertIO:
         touch_spans: np.ndarray,
         wanted: np.ndarray,
         *,
+        shares_folios: np.ndarray | None = None,
         method: ReadMethod = ReadMethod.PREAD,
         n_threads: int = 2,
     ) -> None:
@@ -116,6 +121,8 @@ class ExpertIO:
         self._touch_spans = touch_spans
         self._wanted = wanted
         self._pageout = MADV_PAGEOUT
+        # Keys that may share a page-cache folio with weights that stay: only PAGEOUT drops those.
+        self._shares_folios = np.ones(len(file_ranges), dtype=bool) if shares_folios is None else shares_folios
         self._buffer_bytes = int(file_ranges[:, :, 1].max()) + PAGE
         self._urgent: collections.deque = collections.deque()  # evictions and calls
         self._again: list[tuple[float, int]] = []  # heap of (when, key): evict once more then
@@ -364,8 +371,9 @@ class ExpertIO:
                         heapq.heappush(self._again, entry)
         for key in keys:
             spans = zip(self._evict_spans[key], self._evict_file_spans[key], strict=True)
+            advice = self._pageout if self._shares_folios[key] else MADV_DONTNEED
             for (start, end), (file_start, file_end) in spans:
-                if not madvise(int(start), int(end), self._pageout) and self._pageout == MADV_PAGEOUT:
+                if not madvise(int(start), int(end), advice) and advice == MADV_PAGEOUT:
                     log.info("MADV_PAGEOUT refused (kernel older than 5.4?); using MADV_DONTNEED")
                     self._pageout = MADV_DONTNEED
                     madvise(int(start), int(end), self._pageout)

@@ -48,6 +48,7 @@ SWEEP_SECONDS = (0.25, 2.0)
 # pread workers (WILLNEED needs one, to evict): at 1 GiB on the 4B shape, 1, 2 and 4 decoded
 # 3.7, 4.1 and 4.4 tokens/s (the disk serves concurrent reads faster than one at a time).
 IO_THREADS = 4
+LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and arm64 with 4 KiB pages)
 # Later layers whose experts are guessed and read ahead during decode (their routers applied
 # to the current layer's input), and how reads are made. Measured at 1 GiB on the skewed 4B
 # shape (an AMX Xeon, 2 cores, medians of interleaved runs): lookahead 0/1/2/3 decoded
@@ -246,6 +247,7 @@ class ExpertManager:
             evict_file_spans,
             touch_spans,
             self.cache.resident,
+            shares_folios=self._near_tensor_ends(file_ranges),
             method=self.read_method,
             n_threads=IO_THREADS,
         )
@@ -265,6 +267,16 @@ class ExpertManager:
         self._io.evict(np.arange(n_keys))  # also drops what was read but is not mapped
         self._io.call(self._sweep)
         self._io.wait_idle()
+
+    def _near_tensor_ends(self, file_ranges: np.ndarray) -> np.ndarray:
+        """Per key: whether a matrix lies within a large folio's reach of its tensor's ends."""
+        n_expert = self.map.n_expert
+        layers = np.arange(self.cache.n_keys) // n_expert
+        starts = self.map.base_offsets[layers]  # [key, matrix]
+        ends = starts + n_expert * self.map.matrix_bytes[layers]
+        offsets, sizes = file_ranges[:, :, 0], file_ranges[:, :, 1]
+        near = (offsets - starts < LARGEST_FOLIO) | (ends - (offsets + sizes) < LARGEST_FOLIO)
+        return near.any(axis=1)
 
     def close(self) -> None:
         if self._io is not None:

@@ -10,6 +10,7 @@ import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
+from engine.experts import manager as experts_manager
 from engine.experts.history import load_history
 from engine.experts.io import _LANDING_S, ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
@@ -118,6 +119,22 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
         assert 0 < stats.misses_read_ahead <= stats.misses
         assert 0 <= stats.wasted_read_fraction < 1
         assert stats.wasted_bytes <= stats.bytes_read  # counted as read, not as guessed
+
+
+def test_experts_within_a_large_folio_of_their_tensors_ends_are_evicted_with_pageout(small_moe_model_path, monkeypatch):
+    monkeypatch.setattr(experts_manager, "LARGEST_FOLIO", 100_000)  # the test model's matrices: 73,728 bytes
+    config, _ = _budget_config(small_moe_model_path, 0.4)
+    with Engine(small_moe_model_path, config) as engine:
+        n_layer, n_expert = engine.experts.map.n_layer, engine.experts.map.n_expert
+        pageout = engine.experts._io._shares_folios.reshape(n_layer, n_expert)
+    expected = np.zeros(n_expert, dtype=bool)
+    expected[[0, 1, -2, -1]] = True  # starting within 100,000 bytes of the tensor's start, or ending within its end
+    assert (pageout == expected).all()
+
+
+def test_the_budget_holds_with_every_expert_evicted_without_pageout(small_moe_model_path, monkeypatch):
+    monkeypatch.setattr(experts_manager, "LARGEST_FOLIO", 0)  # MADV_DONTNEED + FADV_DONTNEED for all
+    test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_moe_model_path, 2, ReadMethod.WILLNEED)
 
 
 def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_moe_model_path):
