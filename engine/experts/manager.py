@@ -62,6 +62,8 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # (15.5% of the bytes read wasted against 25%) and 16.2/16.1 against 15.6/15.4 at 2 GiB; 3 was
 # no faster than 2 (4.70/5.01 against 4.09/5.73 at 1 GiB, a noisier hour). Reads are now issued
 # as soon as they are known, so a deeper guess buys little time and costs wasted reads.
+# (All of these guessed every expert of a later layer; a guess now names its best half, see
+# ExpertMap.n_guessed. With that, depths other than 1 have not been measured.)
 LOOKAHEAD_LAYERS = 1
 READ_METHOD = ReadMethod.WILLNEED
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)

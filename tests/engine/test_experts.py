@@ -121,6 +121,20 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
         assert stats.wasted_bytes <= stats.bytes_read  # counted as read, not as guessed
 
 
+def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_ones(small_moe_model_path):
+    experts = expert_map(inspect_model(small_moe_model_path))
+    rng = np.random.default_rng(7)
+    for layer in range(experts.n_layer - 2):
+        row = rng.standard_normal(experts.all_routers.shape[1]).astype(np.float32)
+        exact, *guesses = experts.route(layer, row, 3)
+        assert exact == np.flatnonzero(experts.select(layer, row[None])[0]).tolist()
+        assert len(guesses) == 2
+        for ahead, guess in enumerate(guesses, start=1):
+            logits = experts.routers[layer + ahead] @ row
+            assert experts.n_guessed == 2  # the best half of the 4 used per token
+            assert sorted(guess) == sorted(np.argsort(-logits)[:2].tolist())
+
+
 def test_experts_within_a_large_folio_of_their_tensors_ends_are_evicted_with_pageout(small_moe_model_path, monkeypatch):
     monkeypatch.setattr(experts_manager, "LARGEST_FOLIO", 100_000)  # the test model's matrices: 73,728 bytes
     config, _ = _budget_config(small_moe_model_path, 0.4)
