@@ -10,9 +10,10 @@ import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
+from engine.experts import io as expert_io
 from engine.experts import manager as experts_manager
 from engine.experts.history import load_history
-from engine.experts.io import _LANDING_S, ReadMethod
+from engine.experts.io import ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
 from engine.experts.map import EXPERT_TENSORS, expert_map
 from engine.experts.page_control import residency
@@ -123,6 +124,7 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
 
 def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_ones(small_moe_model_path):
     experts = expert_map(inspect_model(small_moe_model_path))
+    assert experts.n_guessed == 2  # the best half of the 4 used per token
     rng = np.random.default_rng(7)
     for layer in range(experts.n_layer - 2):
         row = rng.standard_normal(experts.all_routers.shape[1]).astype(np.float32)
@@ -131,7 +133,6 @@ def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_
         assert len(guesses) == 2
         for ahead, guess in enumerate(guesses, start=1):
             logits = experts.routers[layer + ahead] @ row
-            assert experts.n_guessed == 2  # the best half of the 4 used per token
             assert sorted(guess) == sorted(np.argsort(-logits)[:2].tolist())
 
 
@@ -151,8 +152,10 @@ def test_the_budget_holds_with_every_expert_evicted_without_pageout(small_moe_mo
     test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_moe_model_path, 2, ReadMethod.WILLNEED)
 
 
-def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_moe_model_path):
+def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_moe_model_path, monkeypatch):
     # A WILLNEED read's pages are locked until they land: an eviction then leaves them behind.
+    landing = 1.0  # longer than the default, so that a busy machine cannot run the second eviction early
+    monkeypatch.setattr(expert_io, "_LANDING_S", landing)
     config, _ = _budget_config(small_moe_model_path, 0.4, expert_read_method=ReadMethod.WILLNEED)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
@@ -165,7 +168,7 @@ def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_
         io.evict(keys)
         assert io.wait_idle()
         assert io.evictions_queued[key] == 1  # once more when the read has landed
-        time.sleep(_LANDING_S + 0.05)
+        time.sleep(landing + 0.05)
         assert io.wait_idle()
         assert io.evictions_queued[key] == 0
         pages = [residency(start, end) for start, end in io._evict_spans[key]]
