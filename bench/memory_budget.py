@@ -268,7 +268,7 @@ def summary(cells: list[dict], disk: dict) -> dict:
     miss_read = ours["miss_bytes_per_token"] / disk_bps
     over: dict[str, float] = {}
     for c in cells:
-        if c["budget_gib"] is not None and c["setup"] != NOTHING_EVICTED:
+        if c["budget_gib"] is not None:  # the nothing-evicted cell is listed as unlimited
             excess = max(0.0, c["peak_resident_bytes"] / (c["budget_gib"] * GIB) - 1)
             over[c["setup"]] = max(over.get(c["setup"], 0.0), excess)
     bound = {b: max(compute, cell("ours", b)["miss_bytes_per_token"] / disk_bps) for b in budgets}
@@ -357,18 +357,21 @@ def main(argv: list[str] | None = None) -> int:
         history.mkdir(exist_ok=True)  # none saved when no budget left room for the manager
         cells = []
         print_header()
-        own_copy = Path(folder) / f"history-{NOTHING_EVICTED}"
-        shutil.copytree(history, own_copy)
-        everything = run_child(model, NOTHING_EVICTED, nothing_evicted_budget_gib(model), args.tokens, own_copy)
+
+        def run_from_history(setup: str, budget: float | None) -> dict:
+            """A cell whose cache starts from its own copy of the earlier session's history."""
+            own_copy = Path(folder) / f"history-{setup}-{budget}"
+            shutil.copytree(history, own_copy)
+            return run_child(model, setup, budget, args.tokens, own_copy)
+
+        everything = run_from_history(NOTHING_EVICTED, nothing_evicted_budget_gib(model))
         # Listed with the unlimited cells: its budget leaves every weight resident.
         cells.append({**everything, "budget_gib": None, "weights_budget_gib": everything["budget_gib"]})
         print_table(cells[-1:])
         for budget in budgets:
             # Without a budget the set-ups of ours differ in nothing: in memory, no manager.
             for setup in SETUPS if budget is not None else ("ours", "no_manager"):
-                own_copy = Path(folder) / f"history-{setup}-{budget}"
-                shutil.copytree(history, own_copy)
-                cells.append(run_child(model, setup, budget, args.tokens, own_copy))
+                cells.append(run_from_history(setup, budget))
                 print_table(cells[-1:])
     result = summary(cells, disk)
     result["machine"] = machine_figures()
