@@ -338,9 +338,11 @@ class ExpertIO:
             self.counters.cpu_s += seconds
 
     def _evict_queued(self, keys: np.ndarray) -> None:
-        self.evict_now(keys)
-        with self._lock:
-            np.subtract.at(self.evictions_queued, keys, 1)
+        try:
+            self.evict_now(keys)
+        finally:  # a failed eviction must not hide these keys from the sweep for good
+            with self._lock:
+                np.subtract.at(self.evictions_queued, keys, 1)
 
     def _again_due(self) -> bool:
         return bool(self._again) and self._again[0][0] <= time.perf_counter()
@@ -354,9 +356,11 @@ class ExpertIO:
             while self._again and self._again[0][0] <= now:
                 keys.append(heapq.heappop(self._again)[1])
         due = np.array(keys, dtype=np.int64)
-        self.evict_now(due[~self._wanted[due]], again=False)
-        with self._lock:
-            np.subtract.at(self.evictions_queued, due, 1)
+        try:
+            self.evict_now(due[~self._wanted[due]], again=False)
+        finally:
+            with self._lock:
+                np.subtract.at(self.evictions_queued, due, 1)
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
         """Evict on the calling thread (the workers' own jobs, the manager's sweep); `again`:
