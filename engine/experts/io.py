@@ -347,11 +347,11 @@ class ExpertIO:
     def _again_due(self) -> bool:
         return bool(self._again) and self._again[0][0] <= time.perf_counter()
 
-    def _evict_again(self) -> None:
+    def _evict_again(self, now: float | None = None) -> None:
         """Evict once more the keys whose reads may have been in flight when they were evicted,
-        unless wanted again since."""
+        unless wanted again since: those due by `now` (perf_counter's time; None: now)."""
         with self._lock:
-            now = time.perf_counter()
+            now = time.perf_counter() if now is None else now
             keys = []
             while self._again and self._again[0][0] <= now:
                 keys.append(heapq.heappop(self._again)[1])

@@ -154,7 +154,7 @@ def test_the_budget_holds_with_every_expert_evicted_without_pageout(small_moe_mo
 
 def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_moe_model_path, monkeypatch):
     # A WILLNEED read's pages are locked until they land: an eviction then leaves them behind.
-    landing = 1.0  # longer than the default, so that a busy machine cannot run the second eviction early
+    landing = 3600.0  # so that the worker never runs the second eviction itself: the test does
     monkeypatch.setattr(expert_io, "_LANDING_S", landing)
     config, _ = _budget_config(small_moe_model_path, 0.4, expert_read_method=ReadMethod.WILLNEED)
     with Engine(small_moe_model_path, config) as engine:
@@ -164,12 +164,12 @@ def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_
         keys = np.array([key])
         manager.cache.resident[key] = True  # as if admitted: a read for it is not dropped
         io.read(keys, io.current_stamp)
+        io.wait_for(keys)  # landed (in flight, locked pages would outlive both evictions until they land)
         manager.cache.resident[key] = False  # what the cache does when it lets the key go
         io.evict(keys)
         assert io.wait_idle()
         assert io.evictions_queued[key] == 1  # once more when the read has landed
-        time.sleep(landing + 0.05)
-        assert io.wait_idle()
+        io._evict_again(now=time.perf_counter() + landing)  # as the worker would once the read has landed
         assert io.evictions_queued[key] == 0
         pages = [residency(start, end) for start, end in io._evict_spans[key]]
     assert not any(p.any() for p in pages)
