@@ -345,11 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         methods = read_methods.measure(model, 300)
         disk["read_methods"] = methods
         disk["expert_read_gbps"] = max(
-            [disk["disk_random_expert_gbps"]] + [methods[f"{m}_gbps"] for m in read_methods.METHODS]
+            [disk["disk_random_expert_gbps"]] + [methods[f"{m}_gbps"] or 0 for m in read_methods.METHODS]
         )
         print(f"disk: {disk['disk_gbps']:.2f} GB/s sequential, {disk['disk_random_expert_gbps']:.2f} GB/s expert-sized")
         for m in read_methods.METHODS:
-            print(f"  {m}: {methods[f'{m}_gbps']:.2f} GB/s, {methods[f'{m}_cpu_s_per_gb']:.2f} s machine CPU per GB")
+            print("  " + read_methods.describe(methods, m))
         budgets = [None, *map(float, args.budgets.split(","))] if args.budgets else BUDGETS[args.shape]
         history = Path(folder) / "history"
         earlier = run_child(model, "history", max(b for b in budgets if b is not None), args.tokens, history)

@@ -5,7 +5,10 @@ chosen by both figures (shared/ENGINE_NOTES.md). The same random experts of the 
 cold (dropped from the page cache first), are read:
 - pread: worker threads copy each matrix into a scratch buffer, as the page cache fills;
 - willneed: posix_fadvise(WILLNEED) asks the kernel to read each matrix asynchronously, and
-  completion is seen with mincore over a mapping of the file.
+  completion is seen with mincore over a mapping of the file;
+- direct: O_DIRECT asynchronous reads (Linux AIO) of each matrix's whole pages into memory
+  allocated beforehand, past the page cache (engine/experts/direct_io.py).
+Each method reads other experts (a virtual disk's host may cache what was read before).
 CPU is machine-wide busy time from /proc/stat (kernel work included) per GB read.
 
     python bench/read_methods.py MODEL.gguf [--experts 200]
@@ -29,13 +32,15 @@ if not __package__:  # run as a file: `engine` must be the package, not this fil
 
 import numpy as np  # noqa: E402
 
+from engine.experts.direct_io import direct_reads_work  # noqa: E402
+from engine.experts.linux_aio import AioContext  # noqa: E402
 from engine.experts.map import expert_map  # noqa: E402
-from engine.experts.page_control import pages_touched, residency  # noqa: E402
+from engine.experts.page_control import MADV_POPULATE_WRITE, PAGE, madvise, pages_touched, residency  # noqa: E402
 from engine.experts.read_probe import drop_cached as drop  # noqa: E402
 from engine.experts.read_probe import machine_busy_seconds, read_willneed_confirmed  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
 
-METHODS = ("pread", "willneed", "willneed_confirmed")
+METHODS = ("pread", "willneed", "willneed_confirmed", "direct")
 
 
 def read_pread(fd: int, ranges: list[tuple[int, int]], threads: int = 4) -> None:
@@ -60,35 +65,95 @@ def read_willneed(fd: int, ranges: list[tuple[int, int]], base: int) -> None:
             time.sleep(0.0002)
 
 
+def whole_pages(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each range's whole pages as (offset, bytes): what a direct read reads (the pages at a
+    matrix's ends stay file-backed in the manager)."""
+    pages = [(-(-offset // PAGE) * PAGE, (offset + nbytes) // PAGE * PAGE) for offset, nbytes in ranges]
+    return [(start, end - start) for start, end in pages if end > start]
+
+
+class DirectReads:
+    """O_DIRECT reads of each range's whole pages into memory allocated beforehand (before the
+    clock starts, as the manager's slots are), one slot per range."""
+
+    def __init__(self, path: Path, ranges: list[tuple[int, int]]) -> None:
+        self.pages = whole_pages(ranges)
+        self.bytes = sum(n for _, n in self.pages)
+        self._slot = max((n for _, n in self.pages), default=PAGE)
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        self._memory = mmap.mmap(-1, self._slot * max(1, len(self.pages)))
+        self._base = np.frombuffer(self._memory, dtype=np.uint8).ctypes.data
+        madvise(self._base, self._base + self._slot * len(self.pages), MADV_POPULATE_WRITE)
+
+    def run(self) -> None:
+        aio = AioContext(max(1, len(self.pages)))
+        try:
+            reads = [(i, self._fd, self._base + i * self._slot, n, offset) for i, (offset, n) in enumerate(self.pages)]
+            while reads:
+                del reads[: aio.submit(reads)]
+                if any(result < 0 for _, result in aio.reap(1 if reads else 0)):
+                    raise OSError("a direct read failed")
+            while aio.in_flight:
+                if any(result < 0 for _, result in aio.reap(1)):
+                    raise OSError("a direct read failed")
+        finally:
+            aio.close()
+
+    def close(self) -> None:
+        os.close(self._fd)
+        self._memory.close()
+
+
 def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
+    """Figures per method; a method this machine cannot use has None and says why."""
     experts = expert_map(inspect_model(path))
     rng = np.random.default_rng(seed)
     n_keys = experts.n_layer * experts.n_expert
-    keys = rng.choice(n_keys, size=min(n_experts, n_keys), replace=False)
-    ranges = [r for key in keys for r in experts.ranges(*divmod(int(key), experts.n_expert))]
-    total = sum(n for _, n in ranges)
-    figures = {"experts": len(keys), "bytes": total}
+    n = min(n_experts, n_keys // len(METHODS))
+    keys = rng.choice(n_keys, size=n * len(METHODS), replace=False).reshape(len(METHODS), n)
+    ranges = {
+        name: [r for key in keys[i] for r in experts.ranges(*divmod(int(key), experts.n_expert))]
+        for i, name in enumerate(METHODS)
+    }
+    figures = {"experts": n, "bytes": sum(b for _, b in ranges["pread"])}
     fd = os.open(path, os.O_RDONLY)
     mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
+    why_not = direct_reads_work(path) or (None if whole_pages(ranges["direct"]) else "no matrix spans a whole page")
+    direct = DirectReads(path, ranges["direct"]) if why_not is None else None
+    runs = {
+        "pread": lambda: read_pread(fd, ranges["pread"]),
+        "willneed": lambda: read_willneed(fd, ranges["willneed"], base),
+        "willneed_confirmed": lambda: read_willneed_confirmed(fd, ranges["willneed_confirmed"]),
+        "direct": direct.run if direct else None,
+    }
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # as the expert I/O's descriptor is
-        for name, run in (
-            ("pread", lambda: read_pread(fd, ranges)),
-            ("willneed", lambda: read_willneed(fd, ranges, base)),
-            ("willneed_confirmed", lambda: read_willneed_confirmed(fd, ranges)),
-        ):
+        for name, run in runs.items():
+            if run is None:
+                figures[f"{name}_gbps"] = figures[f"{name}_cpu_s_per_gb"] = None
+                figures[f"{name}_unavailable"] = why_not
+                continue
             drop(fd)
             busy, started = machine_busy_seconds(), time.perf_counter()
             run()
             seconds, cpu = time.perf_counter() - started, machine_busy_seconds() - busy
+            total = direct.bytes if name == "direct" else sum(b for _, b in ranges[name])
             figures[f"{name}_gbps"] = total / seconds / 1e9
             figures[f"{name}_cpu_s_per_gb"] = cpu / (total / 1e9)
         drop(fd)
     finally:
         mapped.close()
         os.close(fd)
+        if direct:
+            direct.close()
     return figures
+
+
+def describe(figures: dict, name: str) -> str:
+    if figures[f"{name}_gbps"] is None:
+        return f"{name}: not available here ({figures[f'{name}_unavailable']})"
+    return f"{name}: {figures[f'{name}_gbps']:.2f} GB/s, {figures[f'{name}_cpu_s_per_gb']:.2f} s machine CPU per GB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures = measure(args.model, args.experts)
     for name in METHODS:
-        print(f"{name:>18}: {figures[f'{name}_gbps']:.2f} GB/s, {figures[f'{name}_cpu_s_per_gb']:.2f} s CPU per GB")
+        print(describe(figures, name))
     print(json.dumps(figures))
     return 0
 

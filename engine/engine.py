@@ -423,7 +423,8 @@ class Engine:
                 if mapping.covers(offset, nbytes)
             ]
             resident += page_control.resident_bytes_outside(mapping.start, mapping.end, copies)
-        return resident + self._rt.copied_weight_bytes
+        unmapped = self.experts.unmapped_bytes if self.experts is not None else 0
+        return resident + self._rt.copied_weight_bytes + unmapped
 
     def close(self) -> None:
         if self._store.folder is not None and self._tokens:

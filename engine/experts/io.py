@@ -73,6 +73,7 @@ _LANDING_S = 0.2
 class ReadMethod(StrEnum):
     PREAD = "pread"
     WILLNEED = "willneed"
+    DIRECT = "direct"  # O_DIRECT into RAM mapped in place: engine/experts/direct_io.py
 
 
 @dataclass
@@ -138,7 +139,7 @@ class ExpertIO:
         n_keys = len(file_ranges)
         self._matrices_left = np.zeros(n_keys, dtype=np.int64)
         self._generation = np.zeros(n_keys, dtype=np.int64)  # a newer request supersedes older jobs
-        self.read_done_at = np.zeros(n_keys)  # when each key's last read completed
+        self.read_done_at = np.full(n_keys, -np.inf)  # when each key's last read completed (never: -inf)
         self._key_bytes = np.zeros(n_keys, dtype=np.int64)  # bytes its latest request read (0: dropped)
         self.counters = IOCounters()
         self._outstanding = 0
@@ -152,6 +153,8 @@ class ExpertIO:
         ]
         for thread in self._threads:
             thread.start()
+
+    unmapped_bytes = 0  # model RAM held outside llama.cpp's mapping (DirectExpertIO has some)
 
     # --- called from the computing thread ---------------------------------------------------
     def read(self, keys: np.ndarray, stamp: int, *, speculative: bool = False) -> None:
@@ -232,6 +235,10 @@ class ExpertIO:
         """What the latest requests for `keys` read (a dropped or unfinished read counts 0)."""
         with self._lock:
             return int(self._key_bytes[keys].sum())
+
+    def ensure(self, keys: np.ndarray) -> int:
+        """Nothing to do: a page not read faults in from the file (DirectExpertIO must read it)."""
+        return 0
 
     def pending(self, keys: np.ndarray) -> np.ndarray:
         """Those of `keys` whose reads have not finished."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.errors import EngineError
 from engine.experts.cache import CachePolicy, ExpertCache
+from engine.experts.direct_io import DirectExpertIO, direct_reads_work
 from engine.experts.footprint import ExpertFootprint
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
 from engine.experts.io import ExpertIO, IOCounters, ReadMethod
@@ -65,7 +66,8 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # (All of these guessed every expert of a later layer; a guess now names its best half, see
 # ExpertMap.n_guessed. With that, depths other than 1 have not been measured.)
 LOOKAHEAD_LAYERS = 1
-READ_METHOD = ReadMethod.WILLNEED
+READ_METHOD = ReadMethod.DIRECT
+SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
 
@@ -100,6 +102,7 @@ class ExpertStats:
     peak_resident_bytes: int | None
     predictions_checked: int  # (layer, token) rows whose predicted experts were compared
     prediction_mismatches: int
+    unpredicted_reads: int  # DIRECT: experts llama.cpp chose that were read only then (0 when predictions hold)
     usage: np.ndarray = field(repr=False)  # [n_layer, n_expert] selections by llama.cpp
 
     @property
@@ -198,6 +201,7 @@ class ExpertManager:
             "read_ahead": 0,
             "wasted_bytes": 0,
             "wait_s": 0.0,
+            "unpredicted": 0,
         }
         self._io: ExpertIO | None = None
         self._mapping: FileMapping | None = None
@@ -242,17 +246,8 @@ class ExpertManager:
                     evict_spans[key, m] = pages_inside(mapping.address(offset), nbytes)
                     touch_spans[key, m] = pages_touched(mapping.address(offset), nbytes)
         evict_file_spans = evict_spans - (mapping.start - mapping.file_offset)
-        self._io = ExpertIO(
-            self.info.path,
-            file_ranges,
-            evict_spans,
-            evict_file_spans,
-            touch_spans,
-            self.cache.resident,
-            shares_folios=self._near_tensor_ends(file_ranges),
-            method=self.read_method,
-            n_threads=IO_THREADS,
-        )
+        self._spans = (file_ranges, evict_spans, evict_file_spans, touch_spans)
+        self._io = self._open_io(self.read_method)
         self._key_pages = (evict_spans - mapping.start) // PAGE  # [key, matrix, (first, end)] page indices
         embedding = self.info.tensors["token_embd.weight"]
         start, end = pages_inside(mapping.address(embedding.offset), embedding.nbytes)
@@ -269,6 +264,31 @@ class ExpertManager:
         self._io.evict(np.arange(n_keys))  # also drops what was read but is not mapped
         self._io.call(self._sweep)
         self._io.wait_idle()
+
+    def _open_io(self, method: ReadMethod) -> ExpertIO | DirectExpertIO:
+        """The reads of `method`; DIRECT only where it works (else WILLNEED, said in the log)."""
+        file_ranges, evict_spans, evict_file_spans, touch_spans = self._spans
+        if method is ReadMethod.DIRECT and not self.prefetch:  # llama.cpp faults experts in: from the file
+            method = self.read_method = ReadMethod.WILLNEED
+        if method is ReadMethod.DIRECT:
+            why_not = direct_reads_work(self.info.path, int(file_ranges[0, 0, 0]))
+            if why_not is None:
+                spare = SPARE_EXPERTS * self.map.n_expert_used * 3
+                resident = self.cache.resident
+                return DirectExpertIO(self.info.path, evict_spans, evict_file_spans, resident, spare_slots=spare)
+            log.info("experts are read with WILLNEED, not O_DIRECT: %s", why_not)
+            method = self.read_method = ReadMethod.WILLNEED
+        return ExpertIO(
+            self.info.path,
+            file_ranges,
+            evict_spans,
+            evict_file_spans,
+            touch_spans,
+            self.cache.resident,
+            shares_folios=self._near_tensor_ends(file_ranges),
+            method=method,
+            n_threads=IO_THREADS,
+        )
 
     def _near_tensor_ends(self, file_ranges: np.ndarray) -> np.ndarray:
         """Per key: whether a matrix lies within a large folio's reach of its tensor's ends."""
@@ -402,6 +422,26 @@ class ExpertManager:
             else:
                 self._late.append(waited)
                 self._counts["late"] += 1
+        if self.read_method is ReadMethod.DIRECT:
+            # An expert not read reads as zeros here, not as a page fault: whatever llama.cpp
+            # chose that is not in place (a wrong prediction, a failed call) is read now.
+            keys = layer * self.map.n_expert + (experts[0] if len(experts) == 1 else np.unique(experts))
+            self._counts["unpredicted"] += self._io.ensure(keys)
+
+    def routing_lost(self) -> None:
+        """The router hook failed: experts may be used without our knowing. With DIRECT reads
+        they would read as zeros, so the file goes back under them and WILLNEED reads take over
+        (a page nobody read then faults in from the file)."""
+        if isinstance(self._io, DirectExpertIO):
+            self._io.restore_file_mapping()
+            self._io.close()
+            self.read_method = ReadMethod.WILLNEED
+            self._io = self._open_io(self.read_method)
+
+    @property
+    def unmapped_bytes(self) -> int:
+        """Model RAM outside llama.cpp's mapping (DIRECT's spare slots), for the budget's sums."""
+        return self._io.unmapped_bytes if self._io is not None else 0
 
     # --- budget -------------------------------------------------------------------------------------
     def _adjust_capacity(self) -> None:
@@ -423,7 +463,7 @@ class ExpertManager:
         self._io.evict_now(stray)
         shortest, longest = SWEEP_SECONDS
         self._sweep_interval = shortest if len(stray) else min(longest, self._sweep_interval * 2)
-        total = int(cumulative[-1]) * PAGE + self._copied
+        total = int(cumulative[-1]) * PAGE + self._copied + self._io.unmapped_bytes
         self._resident = total - int(per_key[stray].sum()) * PAGE
         self._peak = max(self._peak or 0, total)
         self._fixed = total - int(per_key.sum()) * PAGE
@@ -459,6 +499,7 @@ class ExpertManager:
             peak_resident_bytes=self._peak,
             predictions_checked=c["checked"],
             prediction_mismatches=c["mismatches"],
+            unpredicted_reads=c["unpredicted"],
             usage=self._usage - self._usage_at_reset,
         )
 

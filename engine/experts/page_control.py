@@ -27,6 +27,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platfo
 MADV_RANDOM = 1
 MADV_PAGEOUT = 21  # Linux 5.4
 MADV_POPULATE_READ = 22  # Linux 5.14
+MADV_POPULATE_WRITE = 23  # Linux 5.14
 SUPPORTED = sys.platform.startswith("linux")
 
 

@@ -45,6 +45,8 @@ class RouteListener(Protocol):
     def experts_selected(self, layer: int, experts: np.ndarray) -> None:
         """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are used."""
 
+    # Optional: `routing_lost()`, called once when the hook first fails (later calls may not come).
+
 
 class _TensorHead(ctypes.Structure):
     """The leading fields of `struct ggml_tensor` (ggml.h), stable across versions."""
@@ -109,7 +111,16 @@ class RouterHook:
             self.failures += 1
             if self.failures == 1:
                 log.exception("the expert router hook failed; experts are read on demand")
+                self._routing_lost()
         return True
+
+    def _routing_lost(self) -> None:
+        lost = getattr(self._listener, "routing_lost", None)
+        if lost is not None:
+            try:
+                lost()
+            except Exception:
+                log.exception("the expert manager could not fall back to reading experts on demand")
 
     def _rows(self, tensor: int, dtype) -> np.ndarray:
         """The node's data as [rows, row length], without copying (valid during the callback)."""

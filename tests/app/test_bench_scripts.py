@@ -67,7 +67,7 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     assert (figures["bound_compute_from"] == "ours_nothing_evicted") == holds_all
     assert figures["compute_ms_per_token"] == pytest.approx(1e3 / source["decode_tps"])
     assert 0 <= figures["wasted_read_fraction"] < 1
-    assert figures["read_methods"]["willneed_gbps"] > 0
+    assert figures["read_methods"]["willneed_gbps"] > 0 and figures["read_methods"]["direct_gbps"] > 0
     # /proc/stat counts CPU in 10 ms ticks: a tiny model's reads can honestly cost 0 of them
     assert figures["read_methods"]["pread_cpu_s_per_gb"] >= 0
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])

@@ -12,6 +12,7 @@ from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
 from engine.experts import io as expert_io
 from engine.experts import manager as experts_manager
+from engine.experts.direct_io import DirectExpertIO, direct_reads_work
 from engine.experts.history import load_history
 from engine.experts.io import ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
@@ -92,7 +93,15 @@ def _budget_config(path, fraction: float, **kwargs) -> tuple[EngineConfig, int]:
     return config, budget
 
 
-READ_SET_UPS = [(0, ReadMethod.PREAD), (2, ReadMethod.PREAD), (2, ReadMethod.WILLNEED), (3, ReadMethod.WILLNEED)]
+READ_SET_UPS = [
+    (0, ReadMethod.PREAD),
+    (2, ReadMethod.PREAD),
+    (2, ReadMethod.WILLNEED),
+    (3, ReadMethod.WILLNEED),
+    (0, ReadMethod.DIRECT),
+    (1, ReadMethod.DIRECT),
+    (3, ReadMethod.DIRECT),
+]
 
 
 @pytest.mark.parametrize(("lookahead", "method"), READ_SET_UPS)
@@ -138,7 +147,7 @@ def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_
 
 def test_experts_within_a_large_folio_of_their_tensors_ends_are_evicted_with_pageout(small_moe_model_path, monkeypatch):
     monkeypatch.setattr(experts_manager, "LARGEST_FOLIO", 100_000)  # the test model's matrices: 73,728 bytes
-    config, _ = _budget_config(small_moe_model_path, 0.4)
+    config, _ = _budget_config(small_moe_model_path, 0.4, expert_read_method=ReadMethod.WILLNEED)
     with Engine(small_moe_model_path, config) as engine:
         n_layer, n_expert = engine.experts.map.n_layer, engine.experts.map.n_expert
         pageout = engine.experts._io._shares_folios.reshape(n_layer, n_expert)
@@ -208,6 +217,72 @@ def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch, 
         managed = engine.chat(QUESTION, GREEDY).text
         assert engine.expert_stats().misses > 0
     assert managed == reference
+
+
+def test_direct_reads_are_the_default_and_leave_evicted_experts_empty(small_moe_model_path):
+    config, budget = _budget_config(small_moe_model_path, 0.3)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        assert manager.read_method is ReadMethod.DIRECT and isinstance(manager._io, DirectExpertIO)
+        engine.chat(QUESTION, GREEDY)
+        io = manager._io
+        evicted = np.flatnonzero(~manager.cache.resident)
+        kept = np.flatnonzero(manager.cache.resident)
+        assert len(evicted) and len(kept)
+        assert not any(residency(*io._spans[k, m]).any() for k in evicted.tolist() for m in range(3))
+        assert all(residency(*io._spans[k, m]).all() for k in kept.tolist() for m in range(3))
+        assert io.unmapped_bytes <= io._slots.spare_limit * io._slots.slot_bytes  # RAM held beyond the experts in place
+        assert io._slots.held == np.count_nonzero(io._slot >= 0)
+        assert engine.expert_stats().unpredicted_reads == 0
+
+
+def _reference_answer(path) -> str:
+    with Engine(path, EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED)) as engine:
+        return engine.chat(QUESTION, GREEDY).text
+
+
+def test_a_wrong_prediction_costs_a_read_never_the_answer(small_moe_model_path, monkeypatch):
+    # With DIRECT an expert not read is zeros, not a page fault: llama.cpp's own choice is checked.
+    reference = _reference_answer(small_moe_model_path)
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        original = manager.experts_predicted
+
+        def mistaken(layer, experts, layer_input=None, guesses=()):
+            original(layer, np.roll(experts, 1, axis=1), layer_input, guesses)  # every expert one off
+
+        monkeypatch.setattr(manager, "experts_predicted", mistaken)
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        stats = engine.expert_stats()
+    assert stats.prediction_mismatches > 0 and stats.unpredicted_reads > 0
+
+
+def test_a_failing_router_hook_puts_the_file_back_under_the_experts(small_moe_model_path, monkeypatch):
+    reference = _reference_answer(small_moe_model_path)
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+
+        def broken(layer, experts):
+            raise RuntimeError("a llama.cpp whose nodes we no longer understand")
+
+        monkeypatch.setattr(manager, "experts_selected", broken)
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        assert manager.read_method is ReadMethod.WILLNEED and isinstance(manager._io, expert_io.ExpertIO)
+
+
+def test_where_direct_reads_do_not_work_experts_are_read_with_willneed(small_moe_model_path, monkeypatch):
+    monkeypatch.setattr(experts_manager, "direct_reads_work", lambda path, offset: "the filesystem refuses O_DIRECT")
+    reference = _reference_answer(small_moe_model_path)
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        assert engine.experts.read_method is ReadMethod.WILLNEED
+        assert engine.chat(QUESTION, GREEDY).text == reference
+
+
+def test_direct_reads_work_on_the_model_file(small_moe_model_path):
+    assert direct_reads_work(small_moe_model_path) is None
 
 
 def test_a_session_leaves_its_expert_usage_for_the_next_to_start_from(small_moe_model_path, tmp_path):

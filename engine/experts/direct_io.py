@@ -1,0 +1,297 @@
+"""Reading experts with O_DIRECT asynchronous reads straight into their place in llama.cpp's mapping.
+
+The same interface as `ExpertIO` (engine/experts/io.py), another mechanism: at the start
+every expert matrix's whole pages (its interior) are replaced by empty anonymous memory; a
+read maps a slot of RAM there (engine/experts/slots.py) and asks the disk for the
+matrix's bytes with Linux AIO (engine/experts/linux_aio.py), which returns at once; an
+eviction maps empty memory back and keeps the slot. Neither goes through the page cache,
+so a read costs the CPU about a sixth of WILLNEED's and an eviction almost nothing (on 2
+cores that CPU time is taken from llama.cpp's compute), and no stray pages are left behind.
+
+The price: an evicted expert reads as zeros, not as a page fault that fetches it. So
+nothing may reach llama.cpp unread: `ensure` (called with llama.cpp's own choice of
+experts, right before it uses them) reads whatever is missing on the spot, and if the
+router hook fails altogether, `restore_file_mapping` puts the file back under every
+expert (they then fault in as they would without the manager).
+
+Reads and evictions run on the computing thread (they only issue syscalls); a worker runs
+the manager's calls (its sweep). The file's bytes at the edges of each matrix (pages it
+shares with a neighbour) stay file-backed and are never evicted, as with ExpertIO.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from engine.experts.io import N_MATRICES, IOCounters, ReadMethod
+from engine.experts.linux_aio import AioContext
+from engine.experts.page_control import PAGE
+from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed
+
+log = logging.getLogger(__name__)
+
+_MAX_IN_FLIGHT = 1024  # matrices; more wait for completions before they are submitted
+
+
+def direct_reads_work(path, probe_offset: int = 0) -> str | None:
+    """Why O_DIRECT asynchronous reads of `path` cannot be used here, or None if they can
+    (a filesystem may refuse O_DIRECT, a kernel AIO, a disk a page-sized read)."""
+    if not hasattr(os, "memfd_create") or not hasattr(os, "O_DIRECT"):
+        return "this system has no memfd or O_DIRECT"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        return f"the filesystem refuses O_DIRECT ({exc.strerror})"
+    buffer = None
+    try:
+        aio = AioContext(4)
+        try:
+            buffer = ctypes.create_string_buffer(2 * PAGE)
+            address = -(-ctypes.addressof(buffer) // PAGE) * PAGE
+            if aio.submit([(0, fd, address, PAGE, probe_offset // PAGE * PAGE)]) != 1:
+                return "the kernel queued no asynchronous read"
+            ((_, result),) = aio.reap(1)
+            if result != PAGE:
+                return f"a page-sized direct read returned {result}"
+        finally:
+            aio.close()
+    except OSError as exc:
+        return f"Linux AIO is unavailable ({exc})"
+    finally:
+        os.close(fd)
+    return None
+
+
+class DirectExpertIO:
+    """`evict_spans[key]` [3, 2]: each matrix's interior in llama.cpp's mapping, and
+    `evict_file_spans` the same as file offsets; `wanted`: the cache's residency."""
+
+    def __init__(
+        self, path, evict_spans: np.ndarray, evict_file_spans: np.ndarray, wanted: np.ndarray, *, spare_slots: int
+    ) -> None:
+        self.method = ReadMethod.DIRECT
+        self._path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        self._spans = evict_spans
+        self._file_spans = evict_file_spans
+        self._wanted = wanted
+        n_keys = len(evict_spans)
+        self._sizes = (evict_spans[:, :, 1] - evict_spans[:, :, 0]).astype(np.int64)  # 0: no whole page
+        self._slots = ExpertSlots(n_keys * N_MATRICES, int(self._sizes.max()), spare_slots)
+        self._aio = AioContext(_MAX_IN_FLIGHT)
+        self._lock = threading.RLock()
+        self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # mapped in place
+        self._reading = np.zeros((n_keys, N_MATRICES), dtype=bool)
+        self._jobs: dict[int, tuple[int, int, int]] = {}  # job -> key, matrix, slot (-1: superseded)
+        self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
+        self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
+        self._next_job = 0
+        self._waiting: list[tuple[int, int, int, int, int]] = []  # reads the kernel's queue had no room for
+        self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # evictions are never queued
+        self.current_stamp = 0
+        self.read_done_at = np.zeros(n_keys)
+        self._matrices_left = np.zeros(n_keys, dtype=np.int64)
+        self._ensured_at = np.full(n_keys, -1, dtype=np.int64)  # the access `ensure` read an unwanted key for
+        self._key_bytes = np.zeros(n_keys, dtype=np.int64)
+        self.counters = IOCounters()
+        self.failures = 0
+        self.restored = False
+        for key, matrix in zip(*np.nonzero(self._sizes), strict=True):  # every expert starts evicted
+            map_empty(int(evict_spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+        self._calls: list = []
+        self._calls_ready = threading.Condition()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._call_loop, name="expert-io", daemon=True)
+        self._worker.start()
+
+    @property
+    def unmapped_bytes(self) -> int:
+        """RAM held outside llama.cpp's mapping: spare slots, and slots a read still lands in."""
+        with self._lock:
+            return self._slots.spare_bytes + len(self._landing) * self._slots.slot_bytes
+
+    # --- reads (the computing thread) ------------------------------------------------------------
+    def read(self, keys: np.ndarray, stamp: int = 0, *, speculative: bool = False) -> None:
+        """Start reading `keys` (those the cache still wants); returns at once."""
+        if not len(keys) or self.restored:
+            return
+        cpu = time.thread_time()
+        with self._lock:
+            if speculative:
+                self.counters.speculative_keys += len(keys)
+            else:
+                self.counters.exact_keys += len(keys)
+            self._collect(0)
+            reads = []
+            for key in keys.tolist():
+                if self._wanted[key]:
+                    reads += self._start(key)
+            self._submit(reads)
+        self.counters.cpu_s += time.thread_time() - cpu
+
+    def _start(self, key: int) -> list[tuple[int, int, int, int, int]]:
+        """Map slots for `key`'s matrices not yet in place; their reads, to submit."""
+        reads = []
+        if (self._slot[key] < 0).all():  # a fresh read of the key (not the rest of a partial one)
+            self._key_bytes[key] = 0
+        for matrix in range(N_MATRICES):
+            nbytes = int(self._sizes[key, matrix])
+            if not nbytes or self._slot[key, matrix] >= 0:
+                continue  # no whole page, or in place already (read, or being read)
+            address = int(self._spans[key, matrix, 0])
+            slot = self._slots.place(address, nbytes)
+            self._slot[key, matrix] = slot
+            job = self._next_job
+            self._next_job += 1
+            self._jobs[job] = (key, matrix, slot)
+            self._job_of[key, matrix] = job
+            self._reading[key, matrix] = True
+            self._matrices_left[key] += 1
+            reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
+        return reads
+
+    def _submit(self, reads: list) -> None:
+        self._waiting += reads
+        while self._waiting:
+            taken = self._aio.submit(self._waiting)
+            del self._waiting[:taken]
+            if self._waiting:  # the kernel's queue is full
+                self._collect(1)
+
+    def _collect(self, at_least: int) -> None:
+        """Take in finished reads (waiting for `at_least`)."""
+        now = time.perf_counter()
+        for job, result in self._aio.reap(at_least):
+            key, matrix, _slot = self._jobs.pop(job)
+            landed_in = self._landing.pop(job, None)
+            if landed_in is not None:  # its key was evicted meanwhile: the slot is free now
+                self._slots.release(landed_in)
+                continue
+            del self._job_of[key, matrix]
+            self._reading[key, matrix] = False
+            nbytes = int(self._sizes[key, matrix])
+            if result != nbytes:  # a failed or short read: read it here, the slow way
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("a direct read of an expert returned %s; reading it with pread", result)
+                result = self._read_buffered(key, matrix)
+            self.counters.bytes_read += result
+            self._key_bytes[key] += result
+            self._matrices_left[key] -= 1
+            if self._matrices_left[key] == 0:
+                self.read_done_at[key] = now
+
+    def _read_buffered(self, key: int, matrix: int) -> int:
+        nbytes = int(self._sizes[key, matrix])
+        target = (ctypes.c_char * nbytes).from_address(int(self._spans[key, matrix, 0]))
+        with open(self._path, "rb", buffering=0) as f:
+            return os.preadv(f.fileno(), [memoryview(target).cast("B")], int(self._file_spans[key, matrix, 0]))
+
+    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> tuple[float, bool]:
+        """Block until `keys`' reads have landed. Returns the seconds waited and whether they
+        had landed already (the reads were in time)."""
+        started = time.perf_counter()
+        with self._lock:
+            self._collect(0)
+            in_time = not self._matrices_left[keys].any()
+            while self._matrices_left[keys].any():
+                self._collect(1)
+        return time.perf_counter() - started, in_time
+
+    def ensure(self, keys: np.ndarray) -> int:
+        """Make sure every matrix of `keys` is read and in place, reading what is not here
+        and now (llama.cpp is about to use them); returns how many keys had to be read."""
+        with self._lock:
+            if self.restored:
+                return 0
+            placed = (self._slot[keys] >= 0) | (self._sizes[keys] == 0)
+            missing = keys[~placed.all(axis=1)]
+            for key in missing.tolist():
+                self._submit(self._start(key))
+            # Not the cache's: a sweep would evict them as strays, even while the layer uses them.
+            self._ensured_at[keys[~self._wanted[keys]]] = self.current_stamp
+            self.wait_for(keys)
+            return len(missing)
+
+    def pending(self, keys: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return keys[self._matrices_left[keys] > 0]
+
+    def bytes_read_for(self, keys: np.ndarray) -> int:
+        with self._lock:
+            return int(self._key_bytes[keys].sum())
+
+    # --- evictions -----------------------------------------------------------------------------------
+    def evict(self, keys: np.ndarray) -> None:
+        self.evict_now(keys)
+
+    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
+        """Put empty memory back under `keys` that the cache no longer wants."""
+        with self._lock:
+            if self.restored:
+                return
+            for key in np.asarray(keys).tolist():
+                if self._wanted[key] or self._ensured_at[key] == self.current_stamp:
+                    continue
+                for matrix in np.flatnonzero(self._slot[key] >= 0).tolist():
+                    slot = int(self._slot[key, matrix])
+                    map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+                    self._slot[key, matrix] = -1
+                    if self._reading[key, matrix]:  # the disk still writes into the slot's pages
+                        self._landing[self._job_of.pop((key, matrix))] = slot
+                        self._reading[key, matrix] = False
+                    else:
+                        self._slots.release(slot)
+                self._matrices_left[key] = 0
+
+    def restore_file_mapping(self) -> None:
+        """Map the file back under every expert and stop managing them: from here on a
+        page llama.cpp touches faults in from the file, whatever the manager knew."""
+        with self._lock:
+            with open(self._path, "rb") as f:
+                for key, matrix in zip(*np.nonzero(self._sizes), strict=True):
+                    address, size = int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix])
+                    map_fixed(address, size, PROT_READ, MAP_SHARED, f.fileno(), int(self._file_spans[key, matrix, 0]))
+            self.restored = True
+            log.warning("expert reads stopped: the model's experts are read from the file on demand")
+
+    # --- calls on the worker -------------------------------------------------------------------------
+    def call(self, fn) -> None:
+        with self._calls_ready:
+            self._calls.append(fn)
+            self._calls_ready.notify()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        done = threading.Event()
+        self.call(done.set)
+        return done.wait(timeout)
+
+    def _call_loop(self) -> None:
+        while True:
+            with self._calls_ready:
+                while not (self._calls or self._stopping):
+                    self._calls_ready.wait()
+                if self._stopping:
+                    return
+                fn = self._calls.pop(0)
+            try:
+                fn()
+            except Exception:  # a failed sweep only costs accuracy of the figures
+                self.failures += 1
+                log.exception("an expert I/O call failed")
+
+    def close(self) -> None:
+        with self._calls_ready:
+            self._stopping = True
+            self._calls_ready.notify()
+        self._worker.join(timeout=30)
+        with self._lock:
+            self._aio.close()  # waits for reads in flight: the disk must not write into freed pages
+            os.close(self._fd)
+            self._slots.close()
