@@ -64,9 +64,20 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # no faster than 2 (4.70/5.01 against 4.09/5.73 at 1 GiB, a noisier hour). Reads are now issued
 # as soon as they are known, so a deeper guess buys little time and costs wasted reads.
 # (All of these guessed every expert of a later layer; a guess now names its best half, see
-# ExpertMap.n_guessed. With that, depths other than 1 have not been measured.)
+# ExpertMap.n_guessed.) With DIRECT reads (an Intel Xeon, 2 cores, 1 GiB, 128 tokens,
+# interleaved): half the experts one layer ahead 8.41/8.22/8.10 tokens/s (0.5% of the bytes
+# wasted), all of them 7.09/7.58/7.91 (3.6%), all of them two layers ahead 8.75/8.11/7.52 (18%),
+# half of them two layers ahead 8.30/7.84/7.82 (3%).
 LOOKAHEAD_LAYERS = 1
-READ_METHOD = ReadMethod.DIRECT
+# DIRECT reads cost the CPU a fifth of WILLNEED's, but llama.cpp computes a few per cent slower
+# on experts in their slots than on the file's pages (the 4B with nothing evicted: 12.61/12.43
+# against 13.32/13.07 tokens/s), and their reads landed later. So DIRECT is used where misses
+# are many: below this expected hit rate (`expected_hit_rate`, from the usage history).
+# Measured (an Intel Xeon, 2 cores, interleaved pairs, DIRECT against WILLNEED; expected, then
+# real hit rate): 4B at 1 GiB (0.61, 0.56) 8.13/8.18 against 6.51/6.66 tokens/s; at 1.5 GiB
+# (0.81, 0.75) 10.26/10.12 against 9.52/9.50; at 2 GiB (0.96, 0.93) 11.98/11.97 against
+# 12.41/12.43; 21B at 8 GiB (0.90, 0.82) 2.73/2.74 against 2.98/2.97.
+DIRECT_BELOW_HIT_RATE = 0.85
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
@@ -152,7 +163,8 @@ class ExpertManager:
         """`history_path`: this model's expert usage history (engine/experts/history.py): the
         cache starts from it, and `close` adds this session's selections to it. `lookahead`:
         how many later layers' experts are guessed and read ahead (decode only; 0: none);
-        None for it or `read_method`: the measured defaults above."""
+        None for it or `read_method`: the measured defaults above (the read method by
+        `expected_hit_rate`)."""
         if budget_bytes < minimum_budget(info):
             need = minimum_budget(info) / 2**30
             raise BudgetTooSmallError(
@@ -163,7 +175,6 @@ class ExpertManager:
         self.budget_bytes = budget_bytes
         self.prefetch = prefetch
         self.lookahead = (LOOKAHEAD_LAYERS if lookahead is None else lookahead) if prefetch else 0
-        self.read_method = ReadMethod(read_method or READ_METHOD)
         self.footprint = ExpertFootprint.of_model(info)
         self._fixed = self.footprint.fixed_bytes
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
@@ -176,6 +187,9 @@ class ExpertManager:
             per_token = experts.n_layer * experts.n_expert_used
             self.seed_uses = (history / history.sum() * tokens * per_token).ravel()
             self.cache.seed(self.seed_uses)
+        if read_method is None:
+            read_method = ReadMethod.DIRECT if self.expected_hit_rate() < DIRECT_BELOW_HIT_RATE else ReadMethod.WILLNEED
+        self.read_method = ReadMethod(read_method)
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session
@@ -212,6 +226,14 @@ class ExpertManager:
         self._stamp = 0  # accesses made: a read queued for an earlier one is stale
         self._resident: int | None = None
         self._peak: int | None = None
+
+    def expected_hit_rate(self) -> float:
+        """The share of expert uses the cache would serve holding the most used experts: by this
+        model's usage history, or without one as if every expert were used equally often."""
+        if self.seed_uses is None:
+            return min(1.0, self.cache.capacity / self.cache.n_keys)
+        top = np.sort(self.seed_uses)[::-1][: self.cache.capacity]
+        return float(top.sum() / self.seed_uses.sum())
 
     def _capacity(self, fixed: int) -> int:
         return self.footprint.capacity(self.budget_bytes, fixed)

@@ -13,7 +13,7 @@ from engine.engine import Engine
 from engine.experts import io as expert_io
 from engine.experts import manager as experts_manager
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
-from engine.experts.history import load_history
+from engine.experts.history import history_file, load_history, save_history
 from engine.experts.io import ReadMethod
 from engine.experts.manager import BudgetTooSmallError, fixed_bytes, minimum_budget
 from engine.experts.map import EXPERT_TENSORS, expert_map
@@ -219,7 +219,7 @@ def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch, 
     assert managed == reference
 
 
-def test_direct_reads_are_the_default_and_leave_evicted_experts_empty(small_moe_model_path):
+def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(small_moe_model_path):
     config, budget = _budget_config(small_moe_model_path, 0.3)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
@@ -234,6 +234,26 @@ def test_direct_reads_are_the_default_and_leave_evicted_experts_empty(small_moe_
         assert io.unmapped_bytes <= io._slots.spare_limit * io._slots.slot_bytes  # RAM held beyond the experts in place
         assert io._slots.held == np.count_nonzero(io._slot >= 0)
         assert engine.expert_stats().unpredicted_reads == 0
+
+
+def test_where_the_cache_will_serve_most_uses_reads_go_through_the_page_cache(small_moe_model_path, tmp_path):
+    info = inspect_model(small_moe_model_path)
+    experts = expert_map(info)
+    budget = fixed_bytes(info) + int(0.3 * experts.all_experts_bytes)
+    cold = experts_manager.ExpertManager(info, experts, budget)
+    assert cold.expected_hit_rate() == pytest.approx(cold.cache.capacity / cold.cache.n_keys)
+    assert cold.read_method is ReadMethod.DIRECT  # 0.3 of the experts, used alike: most uses miss
+    # A history in which the experts that fit were used nearly always: most uses will hit.
+    usage = np.ones((experts.n_layer, experts.n_expert), dtype=np.int64)
+    usage.ravel()[: cold.cache.capacity] = 1000
+    history = history_file(tmp_path, info)
+    save_history(history, None, usage, experts.n_expert_used)
+    warm = experts_manager.ExpertManager(info, experts, budget, history_path=history)
+    assert warm.expected_hit_rate() > experts_manager.DIRECT_BELOW_HIT_RATE
+    assert warm.read_method is ReadMethod.WILLNEED
+    roomy = experts_manager.ExpertManager(info, experts, info.file_size + (8 << 20))  # room for every expert
+    assert roomy.expected_hit_rate() > experts_manager.DIRECT_BELOW_HIT_RATE
+    assert roomy.read_method is ReadMethod.WILLNEED
 
 
 def _reference_answer(path) -> str:
