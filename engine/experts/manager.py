@@ -67,17 +67,22 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # ExpertMap.n_guessed.) With DIRECT reads (an Intel Xeon, 2 cores, 1 GiB, 128 tokens,
 # interleaved): half the experts one layer ahead 8.41/8.22/8.10 tokens/s (0.5% of the bytes
 # wasted), all of them 7.09/7.58/7.91 (3.6%), all of them two layers ahead 8.75/8.11/7.52 (18%),
-# half of them two layers ahead 8.30/7.84/7.82 (3%).
+# half of them two layers ahead 8.30/7.84/7.82 (3%). Where the cache serves most uses, guessing
+# costs more than it hides (computing and pinning the guesses every layer; most are hits): at 2
+# GiB on the 4B lookahead against none 8.96 against 9.54 tokens/s (bench/memory_budget.py, this
+# machine; 11.75 against 12.27 an hour before; 16.99 against 17.54 on an AMD EPYC), the 21B at
+# 8 GiB 2.70 against 2.81 (3.60 against 3.70 on the EPYC), while at 1 GiB 7.28 against 6.49. So
+# guesses are read only where misses will be many (MANY_MISSES_BELOW_HIT_RATE).
 LOOKAHEAD_LAYERS = 1
 # DIRECT reads cost the CPU a fifth of WILLNEED's, but llama.cpp computes a few per cent slower
 # on experts in their slots than on the file's pages (the 4B with nothing evicted: 12.61/12.43
 # against 13.32/13.07 tokens/s), and their reads landed later. So DIRECT is used where misses
-# are many: below this expected hit rate (`expected_hit_rate`, from the usage history).
+# will be many: below this expected hit rate (`expected_hit_rate`, from the usage history).
 # Measured (an Intel Xeon, 2 cores, interleaved pairs, DIRECT against WILLNEED; expected, then
 # real hit rate): 4B at 1 GiB (0.61, 0.56) 8.13/8.18 against 6.51/6.66 tokens/s; at 1.5 GiB
 # (0.81, 0.75) 10.26/10.12 against 9.52/9.50; at 2 GiB (0.96, 0.93) 11.98/11.97 against
 # 12.41/12.43; 21B at 8 GiB (0.90, 0.82) 2.73/2.74 against 2.98/2.97.
-DIRECT_BELOW_HIT_RATE = 0.85
+MANY_MISSES_BELOW_HIT_RATE = 0.85
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
@@ -163,8 +168,7 @@ class ExpertManager:
         """`history_path`: this model's expert usage history (engine/experts/history.py): the
         cache starts from it, and `close` adds this session's selections to it. `lookahead`:
         how many later layers' experts are guessed and read ahead (decode only; 0: none);
-        None for it or `read_method`: the measured defaults above (the read method by
-        `expected_hit_rate`)."""
+        None for it or `read_method`: the measured defaults above (both by `expected_hit_rate`)."""
         if budget_bytes < minimum_budget(info):
             need = minimum_budget(info) / 2**30
             raise BudgetTooSmallError(
@@ -174,7 +178,6 @@ class ExpertManager:
         self.info, self.map = info, experts
         self.budget_bytes = budget_bytes
         self.prefetch = prefetch
-        self.lookahead = (LOOKAHEAD_LAYERS if lookahead is None else lookahead) if prefetch else 0
         self.footprint = ExpertFootprint.of_model(info)
         self._fixed = self.footprint.fixed_bytes
         self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
@@ -187,9 +190,13 @@ class ExpertManager:
             per_token = experts.n_layer * experts.n_expert_used
             self.seed_uses = (history / history.sum() * tokens * per_token).ravel()
             self.cache.seed(self.seed_uses)
+        many_misses = self.expected_hit_rate() < MANY_MISSES_BELOW_HIT_RATE
         if read_method is None:
-            read_method = ReadMethod.DIRECT if self.expected_hit_rate() < DIRECT_BELOW_HIT_RATE else ReadMethod.WILLNEED
+            read_method = ReadMethod.DIRECT if many_misses else ReadMethod.WILLNEED
         self.read_method = ReadMethod(read_method)
+        if lookahead is None:
+            lookahead = LOOKAHEAD_LAYERS if many_misses else 0
+        self.lookahead = lookahead if prefetch else 0
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session

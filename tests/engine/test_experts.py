@@ -236,23 +236,24 @@ def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(sm
         assert engine.expert_stats().unpredicted_reads == 0
 
 
-def test_where_the_cache_will_serve_most_uses_reads_go_through_the_page_cache(small_moe_model_path, tmp_path):
+def test_where_the_cache_will_serve_most_uses_reads_go_through_the_page_cache_unguessed(small_moe_model_path, tmp_path):
     info = inspect_model(small_moe_model_path)
     experts = expert_map(info)
     budget = fixed_bytes(info) + int(0.3 * experts.all_experts_bytes)
     cold = experts_manager.ExpertManager(info, experts, budget)
     assert cold.expected_hit_rate() == pytest.approx(cold.cache.capacity / cold.cache.n_keys)
     assert cold.read_method is ReadMethod.DIRECT  # 0.3 of the experts, used alike: most uses miss
+    assert cold.lookahead == experts_manager.LOOKAHEAD_LAYERS
     # A history in which the experts that fit were used nearly always: most uses will hit.
     usage = np.ones((experts.n_layer, experts.n_expert), dtype=np.int64)
     usage.ravel()[: cold.cache.capacity] = 1000
     history = history_file(tmp_path, info)
     save_history(history, None, usage, experts.n_expert_used)
     warm = experts_manager.ExpertManager(info, experts, budget, history_path=history)
-    assert warm.expected_hit_rate() > experts_manager.DIRECT_BELOW_HIT_RATE
-    assert warm.read_method is ReadMethod.WILLNEED
+    assert warm.expected_hit_rate() > experts_manager.MANY_MISSES_BELOW_HIT_RATE
+    assert warm.read_method is ReadMethod.WILLNEED and warm.lookahead == 0
     roomy = experts_manager.ExpertManager(info, experts, info.file_size + (8 << 20))  # room for every expert
-    assert roomy.expected_hit_rate() > experts_manager.DIRECT_BELOW_HIT_RATE
+    assert roomy.expected_hit_rate() > experts_manager.MANY_MISSES_BELOW_HIT_RATE
     assert roomy.read_method is ReadMethod.WILLNEED
 
 
