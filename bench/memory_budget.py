@@ -2,8 +2,9 @@
 
 On a synthetic model of the real shape with a skewed router (a quarter of the experts
 made hot, as the paper measured), for each budget:
-- ours: the expert manager (LFU cache) with prefetch and lookahead (the next layers'
-  experts guessed and read ahead);
+- ours: the expert manager (LFU cache) with prefetch, its read method (direct or WILLNEED)
+  and lookahead (the next layers' experts guessed and read ahead) as it chooses for the
+  budget (both where its usage history expects many misses);
 - ours, no lookahead: the same, each layer's misses read only once its own experts are known;
 - ours, no prefetch: the same cache, misses read by page faults when llama.cpp gets there;
 - no manager: plain mmap, the budget kept by a simple evictor that pages out the experts

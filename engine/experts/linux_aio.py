@@ -1,11 +1,11 @@
 """Linux native asynchronous I/O (io_setup, io_submit, io_getevents) through raw syscalls.
 
 With O_DIRECT the kernel reads straight from the disk into the caller's memory (DMA), with
-no page cache in between and no thread waiting: on the 4B shape's expert matrices (2
-cores, cold random reads of 648 KiB) 2.7-2.8 GB/s at about 0.04 s of machine CPU per GB
-into memory already allocated, against 2.2 GB/s and 0.15-0.3 s per GB for
-posix_fadvise(WILLNEED) into the page cache and 0.6-1.2 s per GB when the target pages
-must first be faulted in (bench/read_methods.py measures it on each machine). io_uring
+no page cache in between and no thread waiting: cold random reads of the 4B's expert
+matrices (648 KiB, 2 cores, bench/read_methods.py) ran at 1.6-2.1 GB/s for 0.04-0.1 s of
+machine CPU per GB into memory already allocated, against 1.4-2.7 GB/s and 0.16-0.3 s per GB
+for posix_fadvise(WILLNEED) into the page cache (its eviction costs about 0.1 more), and
+0.6-1.2 s per GB when the target pages must first be faulted in. io_uring
 would do the same with a ring to manage; the three syscalls here need no library.
 """
 

@@ -74,7 +74,7 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # 8 GiB 2.70 against 2.81 (3.60 against 3.70 on the EPYC), while at 1 GiB 7.28 against 6.49. So
 # guesses are read only where misses will be many (MANY_MISSES_BELOW_HIT_RATE).
 LOOKAHEAD_LAYERS = 1
-# DIRECT reads cost the CPU a fifth of WILLNEED's, but llama.cpp computes a few per cent slower
+# DIRECT reads cost the CPU a fraction of WILLNEED's (direct_io.py), but llama.cpp computes a few per cent slower
 # on experts in their slots than on the file's pages (the 4B with nothing evicted: 12.61/12.43
 # against 13.32/13.07 tokens/s), and their reads landed later. So DIRECT is used where misses
 # will be many: below this expected hit rate (`expected_hit_rate`, from the usage history).
