@@ -74,14 +74,19 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # 8 GiB 2.70 against 2.81 (3.60 against 3.70 on the EPYC), while at 1 GiB 7.28 against 6.49. So
 # guesses are read only where misses will be many (MANY_MISSES_BELOW_HIT_RATE).
 LOOKAHEAD_LAYERS = 1
-# DIRECT reads cost the CPU a fraction of WILLNEED's (direct_io.py), but llama.cpp computes a few per cent slower
-# on experts in their slots than on the file's pages (the 4B with nothing evicted: 12.61/12.43
-# against 13.32/13.07 tokens/s), and their reads landed later. So DIRECT is used where misses
-# will be many: below this expected hit rate (`expected_hit_rate`, from the usage history).
+# DIRECT reads cost the CPU a fraction of WILLNEED's (direct_io.py), but each layer pays for
+# checking llama.cpp's choice (`ensure`, about 25 us), each read and eviction for an mmap call
+# (about 20-30 us), a slot used for the first time for allocating its RAM (in this VM 0.26 ms
+# median, 2 ms at the 90th percentile: guest memory touched for the first time), and their
+# reads landed later. (Not llama.cpp's compute: streaming over memfd pages measured no slower
+# than over the file's.) Where misses are few that costs more than it saves, so DIRECT is used
+# where misses will be many: below this expected hit rate (`expected_hit_rate`, from the usage
+# history).
 # Measured (an Intel Xeon, 2 cores, interleaved pairs, DIRECT against WILLNEED; expected, then
 # real hit rate): 4B at 1 GiB (0.61, 0.56) 8.13/8.18 against 6.51/6.66 tokens/s; at 1.5 GiB
 # (0.81, 0.75) 10.26/10.12 against 9.52/9.50; at 2 GiB (0.96, 0.93) 11.98/11.97 against
-# 12.41/12.43; 21B at 8 GiB (0.90, 0.82) 2.73/2.74 against 2.98/2.97.
+# 12.41/12.43; 21B at 8 GiB (0.90, 0.82) 2.73/2.74 against 2.98/2.97; nothing evicted (a cache
+# not yet full, so every read takes a fresh slot) 12.61/12.43 against 13.32/13.07.
 MANY_MISSES_BELOW_HIT_RATE = 0.85
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
