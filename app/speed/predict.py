@@ -9,17 +9,20 @@ decoded tokens. Then:
     seconds per token = compute within a budget, nothing evicted
                         + missed bytes x ENGINE_READ_FACTOR x (1 / disk speed + read CPU per byte)
 
-Measured with bench/predict.py (a 2-core EPYC, after the router hook began issuing the reads
-itself), the time per token rose by 0.95-0.99x the probe's cost per missed byte (its disk time
-plus its read CPU) on the synthetic 4B at 1, 1.5 and 2 GiB, and by 1.69x on the 21B at 8 GiB
-(its evictions, 3.3 MB each, took 293 ms of CPU a token; and the disk, probed at 2.1 GB/s that
-run, varies by 2x within minutes on these machines). On 2 cores the reads' CPU and the compute
-add up rather than overlap. ENGINE_READ_FACTOR is 1.5, the single factor with the smallest
-worst error over those four rows (4B at 1 GiB 27% slow, 21B 26% fast with its replayed hit
-rate; 1.0 would put the 21B 53% fast, and a recommendation of the 21B too slow to use is the
-worse mistake). Before that change, with reads queued for an I/O thread that had to wait for
-a core, it was 2.1. Where reads could run on idle cores (more cores than compute threads)
-this overstates the cost.
+Measured with bench/predict.py on an Intel Xeon (2 cores, 2026-12-03, once the engine read with
+O_DIRECT where misses are many and guessed ahead only there), in two runs (128 tokens a cell
+on the synthetic 4B, 96 on the 21B), the time per token rose by 0.43/0.75x the probe's cost per
+missed byte (its disk time plus its read CPU) on the 4B at 1 GiB, 0.59/0.98x at 1.5 GiB,
+0.79/1.2x at 2 GiB and 0.44/0.27x on the 21B at 8 GiB: the probe's WILLNEED reads cost more CPU
+than the engine's direct ones and the reads now overlap the compute more, and the disk (and the
+probe of it) moved between the runs. ENGINE_READ_FACTOR is 0.6, the single factor with the
+smallest worst error over those eight rows (19%: the 4B at 1.5 GiB predicted fast in the second
+run, the 21B 16% slow; 0.5 would put the first at 25%, 1.5, the factor before, the 4B 34-51%
+slow in the first run). Earlier, on a 2-core
+EPYC with WILLNEED reads everywhere, the rise was 0.95-0.99x on the 4B and 1.69x on the 21B
+(factor 1.5); with reads queued for an I/O thread that had to wait for a core, 2.1. The disk
+varies by 2x within minutes on these machines, so a single run's probe can be off by as much.
+Where reads could run on idle cores (more cores than compute threads) this overstates the cost.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from engine.experts.replay import replay_hit_rate
 from engine.memory_plan import HEADROOM_BYTES
 
 GIB = 1 << 30
-ENGINE_READ_FACTOR = 1.5
+ENGINE_READ_FACTOR = 0.6
 # Tokens replayed: the first warm the cache (as a prompt does), the rest are scored.
 WARM_TOKENS, SCORED_TOKENS = 16, 64  # hit rates within 0.005 of 32 + 160 tokens'
 
