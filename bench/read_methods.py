@@ -35,7 +35,14 @@ import numpy as np  # noqa: E402
 from engine.experts.direct_io import direct_reads_work  # noqa: E402
 from engine.experts.linux_aio import AioContext  # noqa: E402
 from engine.experts.map import expert_map  # noqa: E402
-from engine.experts.page_control import MADV_POPULATE_WRITE, PAGE, madvise, pages_touched, residency  # noqa: E402
+from engine.experts.page_control import (  # noqa: E402
+    MADV_POPULATE_WRITE,
+    PAGE,
+    madvise,
+    pages_inside,
+    pages_touched,
+    residency,
+)
 from engine.experts.read_probe import drop_cached as drop  # noqa: E402
 from engine.experts.read_probe import machine_busy_seconds, read_willneed_confirmed  # noqa: E402
 from engine.model_info import inspect_model  # noqa: E402
@@ -68,7 +75,7 @@ def read_willneed(fd: int, ranges: list[tuple[int, int]], base: int) -> None:
 def whole_pages(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Each range's whole pages as (offset, bytes): what a direct read reads (the pages at a
     matrix's ends stay file-backed in the manager)."""
-    pages = [(-(-offset // PAGE) * PAGE, (offset + nbytes) // PAGE * PAGE) for offset, nbytes in ranges]
+    pages = [pages_inside(offset, nbytes) for offset, nbytes in ranges]  # file offsets page-align as addresses do
     return [(start, end - start) for start, end in pages if end > start]
 
 
@@ -89,11 +96,8 @@ class DirectReads:
         aio = AioContext(max(1, len(self.pages)))
         try:
             reads = [(i, self._fd, self._base + i * self._slot, n, offset) for i, (offset, n) in enumerate(self.pages)]
-            while reads:
+            while reads or aio.in_flight:
                 del reads[: aio.submit(reads)]
-                if any(result < 0 for _, result in aio.reap(1 if reads else 0)):
-                    raise OSError("a direct read failed")
-            while aio.in_flight:
                 if any(result < 0 for _, result in aio.reap(1)):
                     raise OSError("a direct read failed")
         finally:

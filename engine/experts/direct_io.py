@@ -88,8 +88,7 @@ class DirectExpertIO:
         self._aio = AioContext(_MAX_IN_FLIGHT)
         self._lock = threading.RLock()
         self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # mapped in place
-        self._reading = np.zeros((n_keys, N_MATRICES), dtype=bool)
-        self._jobs: dict[int, tuple[int, int, int]] = {}  # job -> key, matrix, slot
+        self._jobs: dict[int, tuple[int, int]] = {}  # job -> key, matrix
         self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
         self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
         self._next_job = 0
@@ -151,9 +150,8 @@ class DirectExpertIO:
             self._slot[key, matrix] = slot
             job = self._next_job
             self._next_job += 1
-            self._jobs[job] = (key, matrix, slot)
+            self._jobs[job] = (key, matrix)
             self._job_of[key, matrix] = job
-            self._reading[key, matrix] = True
             self._matrices_left[key] += 1
             reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
         return reads
@@ -170,13 +168,12 @@ class DirectExpertIO:
         """Take in finished reads (waiting for `at_least`)."""
         now = time.perf_counter()
         for job, result in self._aio.reap(at_least):
-            key, matrix, _slot = self._jobs.pop(job)
+            key, matrix = self._jobs.pop(job)
             landed_in = self._landing.pop(job, None)
             if landed_in is not None:  # its key was evicted meanwhile: the slot is free now
                 self._slots.release(landed_in)
                 continue
             del self._job_of[key, matrix]
-            self._reading[key, matrix] = False
             nbytes = int(self._sizes[key, matrix])
             if result != nbytes:  # a failed or short read: read it here, the slow way
                 self.failures += 1
@@ -245,9 +242,8 @@ class DirectExpertIO:
                     slot = int(self._slot[key, matrix])
                     map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
                     self._slot[key, matrix] = -1
-                    if self._reading[key, matrix]:  # the disk still writes into the slot's pages
+                    if (key, matrix) in self._job_of:  # the disk still writes into the slot's pages
                         self._landing[self._job_of.pop((key, matrix))] = slot
-                        self._reading[key, matrix] = False
                     else:
                         self._slots.release(slot)
                 self._matrices_left[key] = 0
