@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from engine.experts.io import N_MATRICES, IOCounters, ReadMethod
+from engine.experts.io import ALL_MATRICES, N_MATRICES, IOCounters, ReadMethod
 from engine.experts.linux_aio import AioContext
 from engine.experts.page_control import PAGE
 from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed
@@ -133,8 +133,13 @@ class DirectExpertIO:
             for key in keys.tolist():
                 if self._wanted[key]:
                     reads += self._start(key)
-            self._submit(reads)
+            self._submit(self._in_order_of_use(reads))
         self.counters.cpu_s += time.thread_time() - cpu
+
+    def _in_order_of_use(self, reads: list) -> list:
+        """Every key's gate matrix first, then the ups, then the downs: the order llama.cpp
+        uses them in, so the first product can start while the later matrices still land."""
+        return sorted(reads, key=lambda read: self._jobs[read[0]][1])
 
     def _start(self, key: int) -> list[tuple[int, int, int, int, int]]:
         """Map slots for `key`'s matrices not yet in place; their reads, to submit."""
@@ -192,30 +197,42 @@ class DirectExpertIO:
         with open(self._path, "rb", buffering=0) as f:
             return os.preadv(f.fileno(), [memoryview(target).cast("B")], int(self._file_spans[key, matrix, 0]))
 
-    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> tuple[float, bool]:
-        """Block until `keys`' reads have landed. Returns the seconds waited and whether they
-        had landed already (the reads were in time)."""
+    def wait_for(self, keys: np.ndarray, matrices: tuple[int, ...] = ALL_MATRICES) -> tuple[float, bool]:
+        """Block until the reads of `keys`' `matrices` have landed. Returns the seconds waited
+        and whether they had landed already (the reads were in time)."""
         started = time.perf_counter()
         with self._lock:
             self._collect(0)
-            in_time = not self._matrices_left[keys].any()
-            while self._matrices_left[keys].any():
+            in_time = not self._in_flight(keys, matrices)
+            while self._in_flight(keys, matrices):
                 self._collect(1)
         return time.perf_counter() - started, in_time
 
+    def in_flight(self, keys: np.ndarray, matrices: tuple[int, ...]) -> bool:
+        """Whether a read of one of `keys`' `matrices` has not landed yet."""
+        with self._lock:
+            self._collect(0)
+            return self._in_flight(keys, matrices)
+
+    def _in_flight(self, keys: np.ndarray, matrices: tuple[int, ...]) -> bool:
+        job_of = self._job_of
+        return any((key, matrix) in job_of for key in keys.tolist() for matrix in matrices)
+
     def ensure(self, keys: np.ndarray) -> int:
-        """Make sure every matrix of `keys` is read and in place, reading what is not here
-        and now (llama.cpp is about to use them); returns how many keys had to be read."""
+        """Make sure every matrix of `keys` is in place or being read, starting the reads of
+        what is not (llama.cpp is about to use them: the caller then waits for each matrix
+        with `wait_for` before its use); returns how many keys had to be read."""
         with self._lock:
             if self.restored:
                 return 0
             placed = (self._slot[keys] >= 0) | (self._sizes[keys] == 0)
             missing = keys[~placed.all(axis=1)]
+            reads = []
             for key in missing.tolist():
-                self._submit(self._start(key))
+                reads += self._start(key)
+            self._submit(self._in_order_of_use(reads))
             # Not the cache's: a sweep would evict them as strays, even while the layer uses them.
             self._ensured_at[keys[~self._wanted[keys]]] = self.current_stamp
-            self.wait_for(keys)
             return len(missing)
 
     def pending(self, keys: np.ndarray) -> np.ndarray:

@@ -62,7 +62,8 @@ from engine.experts.page_control import (
 
 log = logging.getLogger(__name__)
 
-N_MATRICES = 3  # gate, up, down
+N_MATRICES = 3  # gate, up, down: the order llama.cpp uses them in, and the order they are read in
+ALL_MATRICES = tuple(range(N_MATRICES))
 _POLL_S = 0.00005  # between mincore checks while a layer waits for its WILLNEED reads
 _WILLNEED_PATIENCE_S = 0.5  # then the waiting thread reads what has not arrived itself
 # A key evicted this soon after its read was issued may still have pages in flight: locked,
@@ -177,8 +178,8 @@ class ExpertIO:
             self._matrices_left[keys] = N_MATRICES
             jobs = [
                 (int(k), m, stamp, int(g))
-                for k, g in zip(keys, self._generation[keys], strict=True)
                 for m in range(N_MATRICES)
+                for k, g in zip(keys, self._generation[keys], strict=True)
             ]
             if self.method is not ReadMethod.WILLNEED:  # the workers read them
                 queue.extend(jobs)
@@ -189,15 +190,17 @@ class ExpertIO:
             self._read(*job, None)
         self._add_cpu(time.thread_time() - cpu)
 
-    def wait_for(self, keys: np.ndarray, timeout: float = 10.0) -> tuple[float, bool]:
-        """Block until `keys` are read (or dropped) and in RAM. Returns the seconds waited and
-        whether they were there already when asked (the reads were in time)."""
+    def wait_for(
+        self, keys: np.ndarray, matrices: tuple[int, ...] = ALL_MATRICES, timeout: float = 10.0
+    ) -> tuple[float, bool]:
+        """Block until `keys` are read (or dropped) and their `matrices` in RAM. Returns the
+        seconds waited and whether they were there already when asked (the reads were in time)."""
         started = time.perf_counter()
         with self._read_finished:
             issued = not self._matrices_left[keys].any()
             if not issued:
                 self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
-        waiting = self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in range(N_MATRICES)])
+        waiting = self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in matrices])
         in_time = issued and not waiting
         if waiting and self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
             waiting = self._populate(waiting)
@@ -226,6 +229,13 @@ class ExpertIO:
                 log.info("MADV_POPULATE_READ refused (kernel older than 5.14?); polling for reads instead")
                 return matrices[i:]
         return []
+
+    def in_flight(self, keys: np.ndarray, matrices: tuple[int, ...]) -> bool:
+        """Whether one of `keys`' `matrices` is still to be read or not yet in RAM."""
+        with self._lock:
+            if self._matrices_left[keys].any():
+                return True
+        return bool(self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in matrices]))
 
     def _missing(self, matrices: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Those (key, matrix) with a page not in RAM (mincore over every page they touch)."""

@@ -27,7 +27,7 @@ from engine.experts.cache import CachePolicy, ExpertCache
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
 from engine.experts.footprint import ExpertFootprint
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
-from engine.experts.io import ExpertIO, IOCounters, ReadMethod
+from engine.experts.io import N_MATRICES, ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
 from engine.experts.page_control import (
     MADV_PAGEOUT,
@@ -90,6 +90,16 @@ LOOKAHEAD_LAYERS = 1
 MANY_MISSES_BELOW_HIT_RATE = 0.85
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
+
+
+@dataclass(eq=False)
+class _LayerWait:
+    """A layer about to use its experts: what its matrices wait for, and how long they did."""
+
+    keys: np.ndarray  # waited for (DIRECT: every expert llama.cpp chose; else the misses read)
+    misses: np.ndarray  # counted in the statistics
+    waited: float = 0.0
+    in_time: bool = True
 
 
 class BudgetTooSmallError(EngineError, ValueError):
@@ -212,6 +222,7 @@ class ExpertManager:
         self._ahead_read = np.zeros(self.cache.n_keys, dtype=bool)
         self._predicted: dict[int, np.ndarray] = {}
         self._misses: dict[int, np.ndarray] = {}
+        self._waits: dict[int, _LayerWait] = {}  # layers whose expert matrices are being waited for
         # Per layer with misses: how long before use the reads were done, or how long
         # llama.cpp waited for them; the latest ones only (medians), the counts in _counts.
         self._leads: collections.deque[float] = collections.deque(maxlen=_TIMING_SAMPLES)
@@ -426,10 +437,9 @@ class ExpertManager:
                 # Useful until `target`'s own access (this access + the layers in between).
                 self._io.read(admitted.misses, self._stamp + target - layer, speculative=True)
 
-    def experts_selected(self, layer: int, experts: np.ndarray) -> None:
+    def experts_selected(self, layer: int, experts: np.ndarray, *, matrix_calls: bool = False) -> None:
         if self._io is None:
             return
-        now = time.perf_counter()
         predicted = self._predicted.pop(layer, None)
         if len(experts) == 1:  # one token: its k experts are distinct
             self._usage[layer, experts[0]] += 1
@@ -446,21 +456,50 @@ class ExpertManager:
                 np.put_along_axis(chosen, experts, True, axis=1)
                 self._counts["mismatches"] += int(np.count_nonzero((chosen & ~predicted).any(axis=1)))
         misses = self._misses.pop(layer, None)
-        if self.prefetch and misses is not None and len(misses):
-            # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
-            waited, in_time = self._io.wait_for(misses)
-            self._counts["wait_s"] += waited
-            if in_time:
-                self._counts["on_time"] += 1
-                self._leads.append(now - float(self._io.read_done_at[misses].max()))
-            else:
-                self._late.append(waited)
-                self._counts["late"] += 1
+        if misses is None:
+            misses = np.empty(0, dtype=np.int64)
         if self.read_method is ReadMethod.DIRECT:
             # An expert not read reads as zeros here, not as a page fault: whatever llama.cpp
-            # chose that is not in place (a wrong prediction, a failed call) is read now.
+            # chose that is not in place (a wrong prediction, a failed call) is read now, and
+            # every expert it chose is waited for.
             keys = layer * self.map.n_expert + (experts[0] if len(experts) == 1 else np.unique(experts))
             self._counts["unpredicted"] += self._io.ensure(keys)
+        elif self.prefetch and len(misses):
+            keys = misses  # the rest faults in from the file, if need be
+        else:
+            self._waits.pop(layer, None)
+            return
+        # Wait for our reads rather than let llama.cpp fault the rest in a page at a time.
+        self._waits[layer] = _LayerWait(keys, misses)
+        if not matrix_calls:
+            for matrix in range(N_MATRICES):
+                self.matrix_needed(layer, matrix)
+
+    def matrix_needed(self, layer: int, matrix: int) -> None:
+        """llama.cpp is about to use `matrix` of `layer`'s experts: block until it is in RAM."""
+        wait = self._waits.get(layer)
+        if wait is None:
+            return
+        waited, in_time = self._io.wait_for(wait.keys, (matrix,))
+        wait.waited += waited
+        wait.in_time &= in_time
+        if matrix < N_MATRICES - 1:
+            return
+        del self._waits[layer]
+        if not len(wait.misses):
+            return
+        self._counts["wait_s"] += wait.waited
+        if wait.in_time:
+            self._counts["on_time"] += 1
+            self._leads.append(time.perf_counter() - float(self._io.read_done_at[wait.misses].max()))
+        else:
+            self._late.append(wait.waited)
+            self._counts["late"] += 1
+
+    def matrix_pending(self, layer: int, matrix: int) -> bool:
+        """Whether reads of `matrix` or a later matrix of `layer`'s experts are still in flight."""
+        wait = self._waits.get(layer)
+        return wait is not None and self._io.in_flight(wait.keys, tuple(range(matrix, N_MATRICES)))
 
     def routing_lost(self) -> None:
         """The router hook failed: experts may be used without our knowing. With DIRECT reads

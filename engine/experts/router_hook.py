@@ -5,7 +5,20 @@ SmallThinker's router reads the layer's raw input, which is the previous layer's
 computed, so applying layer N's router (a small F32 matrix) in numpy names the experts
 layer N will use while its attention is still to come: time to read them from disk.
 The hook also asks for `ffn_moe_topk-N`, llama.cpp's own choice, computed right before
-the expert matrices are used: the moment a prefetch must have finished by.
+the expert matrices are used.
+
+A prefetch need not have finished by then: llama.cpp uses a layer's expert matrices one
+after the other (gate, up, down: one MUL_MAT_ID node each), so the hook waits for each
+matrix's reads only right before the node that uses it. llama.cpp asks about the nodes of a
+range in order before computing any of them (ggml_backend_sched_compute_splits), so waiting
+inside the ask about the node that uses a matrix always comes before that node computes;
+to make that ask come right before it, the hook ends a range at the node before it (only
+while that matrix's reads are still in flight: each range end costs a synchronisation).
+With reads submitted in the same order, a layer's up and down matrices land while its gate
+and up products compute, instead of being waited for at the top-k. Measured on the 4B at 1
+GiB (an Intel Xeon, 2 cores, DIRECT reads, 128 tokens, four interleaved pairs): 8.51/8.72/
+9.02/8.82 tokens/s against 6.75/8.12/8.30/8.17 waiting at the top-k, llama.cpp waiting 10-14
+ms a token instead of 24-45; at 2 GiB (few misses) no change, 12.23/11.80 against 11.79/11.92.
 
 The callback runs on the thread calling llama_decode, inside llama.cpp: an exception
 there would be swallowed by ctypes and silently stop the computation, so everything is
@@ -29,6 +42,17 @@ log = logging.getLogger(__name__)
 GGML_TYPE_F32 = 0
 GGML_TYPE_I32 = 26
 _MAX_VIEWS = 4096  # node views kept (two per layer per graph shape)
+_PREDICTION, _SELECTION = 0, 1
+_DOWN = 2
+# The MoE's nodes in llama.cpp's order (build_moe_ffn, separate gate and up; SmallThinker's
+# activation is a gated ReLU): name -> (the expert matrix it uses: 0 gate, 1 up, 2 down, or
+# -1; the matrix the node computed next uses, or -1).
+_MATRIX_NODES = {
+    "ffn_moe_gate": (0, 1),
+    "ffn_moe_up": (1, -1),
+    "ffn_moe_reglu": (-1, _DOWN),
+    "ffn_moe_down": (_DOWN, -1),
+}
 
 
 class RouteListener(Protocol):
@@ -43,10 +67,15 @@ class RouteListener(Protocol):
         router read. For one token, `guesses` are the experts of up to `lookahead` later
         layers, their routers applied to the same input (from the same matrix product)."""
 
-    def experts_selected(self, layer: int, experts: np.ndarray) -> None:
-        """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are used."""
+    def experts_selected(self, layer: int, experts: np.ndarray, *, matrix_calls: bool = False) -> None:
+        """llama.cpp's own choice, int [n_tokens, k], right before `layer`'s expert matrices are
+        used. `matrix_calls`: `matrix_needed` will follow for each matrix (otherwise whatever
+        must be waited for is waited for now)."""
 
-    # Optional: `routing_lost()`, called once when the hook first fails (later calls may not come).
+    # Optional: `routing_lost()`, called once when the hook first fails (later calls may not
+    # come), and `matrix_needed(layer, matrix)` (block until `layer`'s experts' matrix
+    # `matrix` (0 gate, 1 up, 2 down) is in RAM) with `matrix_pending(layer, matrix)` (whether
+    # reads of that matrix or a later one are still in flight).
 
 
 class _TensorHead(ctypes.Structure):
@@ -77,23 +106,36 @@ class RouterHook:
         self._listener = listener
         self._lib = _ggml_base()
         last = experts.n_layer - 1
-        # node name -> (layer, is_prediction)
-        self._nodes: dict[bytes, tuple[int, bool]] = {b"embd": (0, True)}
+        # node name -> (layer, what it is)
+        self._nodes: dict[bytes, tuple[int, int]] = {b"embd": (0, _PREDICTION)}
+        self._matrix_nodes: dict[bytes, tuple[int, int, int]] = {}  # name -> (layer, uses, precedes)
         for layer in range(experts.n_layer):
             if layer < last:
-                self._nodes[f"l_out-{layer}".encode()] = (layer + 1, True)
-            self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, False)
+                self._nodes[f"l_out-{layer}".encode()] = (layer + 1, _PREDICTION)
+            self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, _SELECTION)
+            for name, (uses, precedes) in _MATRIX_NODES.items():
+                self._matrix_nodes[f"{name}-{layer}".encode()] = (layer, uses, precedes)
+        can_wait = hasattr(listener, "matrix_needed") and hasattr(listener, "matrix_pending")
+        # Waits per matrix only once this llama.cpp was seen asking about the down matrix's node
+        # after the top-k (a build that names its nodes otherwise keeps waiting at the top-k).
+        self._matrix_calls_seen = False
+        self._matrix_calls_possible = can_wait
+        self._last_selected = -1
         self.failures = 0
         self._views: dict[tuple, np.ndarray] = {}  # see _rows
         self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)
 
     def _on_node(self, tensor: int, ask: bool, _user_data) -> bool:
         try:
-            node = self._nodes.get(self._lib.ggml_get_name(tensor))
-            if ask or node is None:
-                return node is not None
-            layer, is_prediction = node
-            if is_prediction:
+            name = self._lib.ggml_get_name(tensor)
+            node = self._nodes.get(name)
+            if node is None:  # (after computing a node asked for, False would stop the graph)
+                matrix_node = self._matrix_nodes.get(name) if ask and self._matrix_calls_possible else None
+                return not ask or (matrix_node is not None and self._before_matrix_node(*matrix_node))
+            if ask:
+                return True
+            layer, kind = node
+            if kind == _PREDICTION:
                 rows = self._rows(tensor, np.float32)
                 if layer == self._map.n_layer - 1:
                     # llama.cpp runs the last layer's experts only for the tokens whose
@@ -108,13 +150,24 @@ class RouterHook:
                     experts, guesses = self._map.select(layer, rows), []
                 self._listener.experts_predicted(layer, experts, rows, guesses)
             else:
-                self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy())
+                self._last_selected = layer
+                matrix_calls = self._matrix_calls_seen
+                self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy(), matrix_calls=matrix_calls)
         except Exception:  # anything escaping here would silently stop llama.cpp's graph
             self.failures += 1
             if self.failures == 1:
                 log.exception("the expert router hook failed; experts are read on demand")
                 self._routing_lost()
         return True
+
+    def _before_matrix_node(self, layer: int, uses: int, precedes: int) -> bool:
+        """Asked about a node of the MoE (before any node of its range computes): wait for the
+        matrix it uses; end the range after it if the next matrix is still being read."""
+        if uses >= 0:
+            if uses == _DOWN and layer == self._last_selected:
+                self._matrix_calls_seen = True
+            self._listener.matrix_needed(layer, uses)
+        return precedes >= 0 and self._listener.matrix_pending(layer, precedes)
 
     def _routing_lost(self) -> None:
         lost = getattr(self._listener, "routing_lost", None)

@@ -38,7 +38,7 @@ class RoutingRecorder:
     def experts_predicted(self, layer, experts, layer_input, guesses):
         self.predicted.append((layer, experts.copy()))
 
-    def experts_selected(self, layer, experts):
+    def experts_selected(self, layer, experts, *, matrix_calls=False):
         chosen = np.zeros((experts.shape[0], self.n_expert), dtype=bool)
         np.put_along_axis(chosen, experts, True, axis=1)
         self.selected.append((layer, chosen))
@@ -279,13 +279,50 @@ def test_a_wrong_prediction_costs_a_read_never_the_answer(small_moe_model_path, 
     assert stats.prediction_mismatches > 0 and stats.unpredicted_reads > 0
 
 
+def test_each_expert_matrix_is_in_place_before_the_node_using_it_runs(small_moe_model_path, monkeypatch):
+    # The hook waits for a layer's gate, up and down matrices one at a time, each while llama.cpp
+    # asks about the node that uses it (before computing it): a late down matrix lands meanwhile.
+    reference = _reference_answer(small_moe_model_path)
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        events = []
+        select, needed = manager.experts_selected, manager.matrix_needed
+
+        def selected(layer, experts, *, matrix_calls=False):
+            events.append(("selected", layer, matrix_calls))
+            select(layer, experts, matrix_calls=matrix_calls)
+
+        def matrix_needed(layer, matrix):
+            wait = manager._waits.get(layer)  # every expert llama.cpp chose for the layer
+            needed(layer, matrix)
+            if wait is None:  # waited for already (at the top-k, before the hook had seen these nodes)
+                return
+            io = manager._io
+            landed = (io._slot[wait.keys, matrix] >= 0).all() and not io.in_flight(wait.keys, (matrix,))
+            events.append(("matrix", layer, matrix, bool(landed)))
+
+        monkeypatch.setattr(manager, "experts_selected", selected)
+        monkeypatch.setattr(manager, "matrix_needed", matrix_needed)
+        # A slow disk: a read counts as landed only once someone waits for it.
+        collect = manager._io._collect
+        monkeypatch.setattr(manager._io, "_collect", lambda at_least: collect(at_least) if at_least else None)
+        assert engine.chat(QUESTION, GREEDY).text == reference
+    assert engine._router_hook._matrix_calls_seen
+    selections = [i for i, event in enumerate(events) if event[0] == "selected"]
+    assert sum(events[i][2] for i in selections) >= len(selections) - 1  # all but the very first, by the hook
+    for i in selections:
+        layer = events[i][1]
+        assert events[i + 1 : i + 4] == [("matrix", layer, m, True) for m in range(3)], events[i : i + 4]
+
+
 def test_a_failing_router_hook_puts_the_file_back_under_the_experts(small_moe_model_path, monkeypatch):
     reference = _reference_answer(small_moe_model_path)
     config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
 
-        def broken(layer, experts):
+        def broken(layer, experts, *, matrix_calls=False):
             raise RuntimeError("a llama.cpp whose nodes we no longer understand")
 
         monkeypatch.setattr(manager, "experts_selected", broken)
