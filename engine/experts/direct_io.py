@@ -4,7 +4,10 @@ The same interface as `ExpertIO` (engine/experts/io.py), another mechanism: at t
 every expert matrix's whole pages (its interior) are replaced by empty anonymous memory; a
 read maps a slot of RAM there (engine/experts/slots.py) and asks the disk for the
 matrix's bytes with Linux AIO (engine/experts/linux_aio.py), which returns at once; an
-eviction maps empty memory back and keeps the slot. Neither goes through the page cache,
+eviction maps empty memory back and keeps the slot (or, when reads follow in the same
+call, moves the slot's mapping to one of them: at 4B/1 GiB 179 of 180 reads a token took
+a moved slot, and reads plus evictions cost 13.0 ms of the hook's time a token instead of
+15.4). Neither goes through the page cache,
 so a read costs 0.04-0.1 s of machine CPU per GB against WILLNEED's 0.2-0.3 with its
 eviction (on 2 cores that CPU time is taken from llama.cpp's compute), and no stray pages
 are left behind.
@@ -34,7 +37,7 @@ import numpy as np
 from engine.experts.io import ALL_MATRICES, N_MATRICES, IOCounters, ReadMethod
 from engine.experts.linux_aio import AioContext
 from engine.experts.page_control import PAGE
-from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed
+from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed, move_mapping
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +92,16 @@ class DirectExpertIO:
         self._lock = threading.RLock()
         self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # mapped in place
         self._placed = np.zeros(n_keys, dtype=bool)  # every matrix of the key mapped in place (or no whole page)
+        # (key, matrix) evicted by `evict` -> its slot, still mapped at the key's place until a
+        # read moves it (`_take_loose`) or `settle` maps empty memory there.
+        self._loose: dict[tuple[int, int], int] = {}
+        self._can_move = True
         self._jobs: dict[int, tuple[int, int]] = {}  # job -> key, matrix
         self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
         self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
         self._next_job = 0
         self._waiting: list[tuple[int, int, int, int, int]] = []  # reads the kernel's queue had no room for
-        self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # evictions are never queued
+        self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # matrices let go of, not yet unmapped
         self.current_stamp = 0
         self.read_done_at = np.zeros(n_keys)
         self._matrices_left = np.zeros(n_keys, dtype=np.int64)
@@ -152,7 +159,13 @@ class DirectExpertIO:
             if not nbytes or self._slot[key, matrix] >= 0:
                 continue  # no whole page, or in place already (read, or being read)
             address = int(self._spans[key, matrix, 0])
-            slot = self._slots.place(address, nbytes)
+            slot = self._loose.pop((key, matrix), None)
+            if slot is not None:  # its own slot, still mapped here: read into it again
+                self.evictions_queued[key] -= 1
+            else:
+                slot = self._take_loose(address, nbytes)
+                if slot is None:
+                    slot = self._slots.place(address, nbytes)
             self._slot[key, matrix] = slot
             job = self._next_job
             self._next_job += 1
@@ -162,6 +175,25 @@ class DirectExpertIO:
             reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
         self._placed[key] = True
         return reads
+
+    def _take_loose(self, address: int, nbytes: int) -> int | None:
+        """Move an evicted matrix's slot of the same size to `address` (empty memory goes back
+        where it was); its slot, or None if there is none or the kernel cannot move it."""
+        same_size = next((loose for loose in self._loose if self._sizes[loose] == nbytes), None)
+        if same_size is None or not self._can_move:
+            return None
+        key, matrix = same_size
+        slot = self._loose.pop(same_size)
+        self.evictions_queued[key] -= 1
+        old = int(self._spans[key, matrix, 0])
+        if move_mapping(old, address, nbytes):
+            map_empty(old, nbytes)
+            return slot
+        self._can_move = False
+        log.info("this kernel cannot move expert slots (MREMAP_DONTUNMAP): they are unmapped and mapped again")
+        map_empty(old, nbytes)
+        self._slots.release(slot)
+        return None
 
     def _submit(self, reads: list) -> None:
         self._waiting += reads
@@ -252,7 +284,35 @@ class DirectExpertIO:
 
     # --- evictions -----------------------------------------------------------------------------------
     def evict(self, keys: np.ndarray) -> None:
-        self.evict_now(keys)
+        """Let `keys` that the cache no longer wants go. Their slots stay mapped where they are
+        (the key is no longer in place: `ensure` reads it again before any use) until the next
+        reads take them over or `settle` runs: a read that takes one moves its mapping, a
+        fraction of the cost of unmapping its pages and mapping them again."""
+        with self._lock:
+            if self.restored:
+                return
+            for key in np.asarray(keys).tolist():
+                if self._wanted[key] or self._ensured_at[key] == self.current_stamp:
+                    continue
+                if not self._can_move or self._matrices_left[key]:  # (the disk may still write there)
+                    self._unmap(key)
+                    continue
+                for matrix in range(N_MATRICES):
+                    slot = int(self._slot[key, matrix])
+                    if slot >= 0:
+                        self._loose[key, matrix] = slot
+                        self._slot[key, matrix] = -1
+                        self.evictions_queued[key] += 1  # (not a stray for the sweep meanwhile)
+                self._placed[key] = False
+
+    def settle(self) -> None:
+        """Put empty memory under every evicted expert whose slot no read took over."""
+        with self._lock:
+            for (key, matrix), slot in self._loose.items():
+                map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+                self._slots.release(slot)
+                self.evictions_queued[key] -= 1
+            self._loose.clear()
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
         """Put empty memory back under `keys` that the cache no longer wants."""
@@ -260,18 +320,21 @@ class DirectExpertIO:
             if self.restored:
                 return
             for key in np.asarray(keys).tolist():
-                if self._wanted[key] or self._ensured_at[key] == self.current_stamp:
-                    continue
-                for matrix in np.flatnonzero(self._slot[key] >= 0).tolist():
-                    slot = int(self._slot[key, matrix])
-                    map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
-                    self._slot[key, matrix] = -1
-                    if (key, matrix) in self._job_of:  # the disk still writes into the slot's pages
-                        self._landing[self._job_of.pop((key, matrix))] = slot
-                    else:
-                        self._slots.release(slot)
-                self._matrices_left[key] = 0
-                self._placed[key] = False
+                if not (self._wanted[key] or self._ensured_at[key] == self.current_stamp):
+                    self._unmap(key)
+
+    def _unmap(self, key: int) -> None:
+        """Map empty memory under `key`'s matrices now (their slots are freed once no read lands in them)."""
+        for matrix in np.flatnonzero(self._slot[key] >= 0).tolist():
+            slot = int(self._slot[key, matrix])
+            map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+            self._slot[key, matrix] = -1
+            if (key, matrix) in self._job_of:  # the disk still writes into the slot's pages
+                self._landing[self._job_of.pop((key, matrix))] = slot
+            else:
+                self._slots.release(slot)
+        self._matrices_left[key] = 0
+        self._placed[key] = False
 
     def restore_file_mapping(self) -> None:
         """Map the file back under every expert and stop managing them: from here on a
@@ -281,6 +344,7 @@ class DirectExpertIO:
                 for key, matrix in zip(*np.nonzero(self._sizes), strict=True):
                     address, size = int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix])
                     map_fixed(address, size, PROT_READ, MAP_SHARED, f.fileno(), int(self._file_spans[key, matrix, 0]))
+            self._loose.clear()  # (their slots were mapped over with the file: nothing left to do)
             self.restored = True
             log.warning("expert reads stopped: the model's experts are read from the file on demand")
 

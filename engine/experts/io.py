@@ -261,6 +261,9 @@ class ExpertIO:
                 np.add.at(self.evictions_queued, keys, 1)
             self._put_urgent((self._evict_queued, keys))
 
+    def settle(self) -> None:
+        """Nothing to do: evictions are the workers' (DirectExpertIO finishes its own here)."""
+
     def call(self, fn) -> None:
         """Run `fn()` on a worker, before any read still queued."""
         self._put_urgent((fn, None))

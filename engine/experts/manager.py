@@ -307,6 +307,7 @@ class ExpertManager:
             madvise(*span, MADV_PAGEOUT)
         madvise(start, end, MADV_PAGEOUT)
         self._io.evict(np.arange(n_keys))  # also drops what was read but is not mapped
+        self._io.settle()
         self._io.call(self._sweep)
         self._io.wait_idle()
 
@@ -402,6 +403,7 @@ class ExpertManager:
         self._misses[layer] = misses
         if guesses:
             self._read_ahead(layer, keys, guesses)
+        self._io.settle()
 
     def _end_read_ahead(self, layer: int, used: np.ndarray) -> None:
         """`layer` runs now: its experts read ahead are no longer pinned; unused ones were wasted."""

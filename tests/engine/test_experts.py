@@ -10,6 +10,7 @@ import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
+from engine.experts import direct_io, slots
 from engine.experts import io as expert_io
 from engine.experts import manager as experts_manager
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
@@ -314,6 +315,30 @@ def test_each_expert_matrix_is_in_place_before_the_node_using_it_runs(small_moe_
     for i in selections:
         layer = events[i][1]
         assert events[i + 1 : i + 4] == [("matrix", layer, m, True) for m in range(3)], events[i : i + 4]
+
+
+@pytest.mark.parametrize("kernel_moves", [True, False])
+def test_evicted_slots_move_to_the_next_reads_or_are_unmapped_where_the_kernel_cannot(
+    small_moe_model_path, monkeypatch, kernel_moves
+):
+    moves = []
+
+    def move(old, new, nbytes):
+        moves.append(kernel_moves)
+        return kernel_moves and slots.move_mapping(old, new, nbytes)
+
+    monkeypatch.setattr(direct_io, "move_mapping", move)
+    reference = _reference_answer(small_moe_model_path)
+    config, budget = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        io, cache = engine.experts._io, engine.experts.cache
+        assert not io._loose and not io.evictions_queued.any()  # settled after every layer
+        evicted = np.flatnonzero(~cache.resident)
+        assert not any(residency(*io._spans[k, m]).any() for k in evicted.tolist() for m in range(3))
+        assert engine.memory_report().model_resident_bytes <= budget * 1.05
+    assert moves.count(kernel_moves) == len(moves) > 0
+    assert len(moves) > 1 if kernel_moves else len(moves) == 1  # tried once, then no more
 
 
 def test_a_failing_router_hook_puts_the_file_back_under_the_experts(small_moe_model_path, monkeypatch):
