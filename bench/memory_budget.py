@@ -180,16 +180,17 @@ def expert_figures(engine: Engine, decode_from: int, *, replays: bool) -> dict:
     }
     if replays:  # once per budget
         uses, seed = engine.experts.trace_uses, engine.experts.seed_uses
+        layers = {"layer_size": engine.experts.map.n_expert, "used_per_layer": engine.experts.map.n_expert_used}
         replay = {
             f"replay_{policy.value}": replay_hit_rate(
-                trace, n_keys, capacity, policy, scored_from=decode_from, uses=uses, seed_uses=seed
+                trace, n_keys, capacity, policy, scored_from=decode_from, uses=uses, seed_uses=seed, **layers
             )
             for policy in CachePolicy
         }
         figures.update(replay)
         figures["history_seeded"] = seed is not None
         figures["first_session_hit_rate"] = replay_hit_rate(
-            trace, n_keys, capacity, CachePolicy.LFU, scored_from=decode_from, uses=uses
+            trace, n_keys, capacity, CachePolicy.LFU, scored_from=decode_from, uses=uses, **layers
         )
         figures["static_oracle"] = static_oracle_hit_rate(trace, n_keys, capacity, scored_from=decode_from)
         figures["belady"] = belady_hit_rate(trace, n_keys, capacity, scored_from=decode_from)

@@ -12,6 +12,16 @@ Policies:
   often an expert is used predicts its next use better than how recently; ageing lets
   the hot set follow a change of topic. A cold expert enters with the lowest score and is
   the next to go, so one-off experts pass through one slot without pushing hot ones out.
+  Given the model's layers (`layer_size`: keys per layer, in layer order), the victim is
+  the key whose next use is expected latest: (1 - p) / p tokens for a key used with
+  probability p a token (its score over its layer's, times the experts a layer uses) plus
+  `LAYER_DISTANCE_WEIGHT` times the part of a token until its layer runs again (a layer
+  that just ran waits longest). Per layer, not raw, scores: a prompt's batch counts every
+  token in every layer but the last (llama.cpp runs it for the last token only), which made
+  the last layer's experts look rare. Replays of two 512-token traces of the synthetic 4B
+  at 1 GiB (the manager's accesses, history-seeded): 0.9649/0.9636 of the static oracle
+  with raw scores, 0.9675/0.9661 per layer, and with the distance weighted 1, 4 and 8:
+  0.9688/0.9667, 0.9695/0.9673, 0.9683/0.9665. At 2 GiB (384 tokens) 0.9817 -> 0.9823.
 - LRU: recency only (PowerInfer's engine keeps one LRU of experts).
 - FIFO: the expert loaded longest ago goes first: the simple evictor the benchmark
   compares against.
@@ -25,6 +35,10 @@ from enum import StrEnum
 import numpy as np
 
 from engine.errors import EngineError
+
+# How much a layer's distance (the part of a token until it runs again) adds to an expert's
+# expected wait for its next use, in tokens; see the module's docstring.
+LAYER_DISTANCE_WEIGHT = 4.0
 
 
 class CachePolicy(StrEnum):
@@ -42,8 +56,17 @@ class Access:
 
 class ExpertCache:
     def __init__(
-        self, n_keys: int, capacity: int, policy: CachePolicy = CachePolicy.LFU, *, half_life: float = 8192.0
+        self,
+        n_keys: int,
+        capacity: int,
+        policy: CachePolicy = CachePolicy.LFU,
+        *,
+        half_life: float = 8192.0,
+        layer_size: int | None = None,
+        used_per_layer: int = 1,
     ) -> None:
+        """`layer_size`: keys per layer (keys numbered layer by layer), `used_per_layer`: keys an
+        access to one layer uses per token; with them LFU weighs when a key's layer runs next."""
         if capacity < 1:
             raise EngineError("the expert cache needs room for at least one expert")
         self.n_keys = n_keys
@@ -56,6 +79,16 @@ class ExpertCache:
         self._growth = 2.0 ** (1.0 / half_life)
         self._weight = 1.0
         self.tick = 0
+        self._layer_size = layer_size if layer_size and n_keys % layer_size == 0 else None
+        self._used_per_layer = used_per_layer
+        self._layer = 0  # the layer of the latest access
+        n_layer = n_keys // self._layer_size if self._layer_size else 1
+        self._key_layer = np.arange(n_keys) // (self._layer_size or n_keys)
+        self._layer_score = np.zeros(n_layer)  # the sum of each layer's scores
+        # [current layer, layer]: the part of a token until `layer` runs again (the current
+        # layer's other experts: a whole token)
+        steps = (np.arange(n_layer)[None, :] - np.arange(n_layer)[:, None] - 1) % n_layer + 1
+        self._distance = LAYER_DISTANCE_WEIGHT * steps / n_layer
 
     @property
     def size(self) -> int:
@@ -77,6 +110,8 @@ class ExpertCache:
         if len(keys) > self.capacity:
             raise EngineError(f"one layer needs {len(keys)} experts but the cache holds {self.capacity}")
         self.tick += 1
+        if self._layer_size and len(keys):
+            self._layer = int(keys[0]) // self._layer_size
         protected = self._mask(keys, pinned)
         need = int(np.count_nonzero(~self.resident[keys])) - (self.capacity - self.size)
         if need > 0 and need > self.size - int(np.count_nonzero(self.resident & protected)):
@@ -126,6 +161,7 @@ class ExpertCache:
         if uses.shape != (self.n_keys,):
             raise EngineError(f"expected {self.n_keys} use counts, got {uses.shape}")
         self._score[:] = uses * self._weight
+        self._layer_score[:] = np.bincount(self._key_layer, weights=self._score, minlength=len(self._layer_score))
 
     def resize(self, capacity: int) -> np.ndarray:
         """Change the number of slots; returns the keys to evict when it shrinks."""
@@ -138,14 +174,26 @@ class ExpertCache:
         self._weight *= self._growth
         if self._weight > 1e200:  # rescale before overflow; the order of scores is kept
             self._score /= self._weight
+            self._layer_score /= self._weight
             self._weight = 1.0
         self._score[keys] += self._weight * uses
+        self._layer_score[self._layer] += self._weight * (np.sum(uses) if np.ndim(uses) else uses * len(keys))
 
     def _victims(self, n: int, protected: np.ndarray | None) -> np.ndarray:
         """The `n` keys to evict, none of them set in the bool mask `protected`."""
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         keys = np.flatnonzero(self.resident if protected is None else self.resident & ~protected)
+        if self.policy is CachePolicy.LFU and self._layer_size:
+            # The longest expected wait, 1 / p (- 1) + the weighted distance, goes first; as few
+            # numpy calls as will do (this runs on llama.cpp's thread, for most misses).
+            layers = self._key_layer[keys]
+            share = self._used_per_layer / np.maximum(self._layer_score, 1e-300)
+            wait = 1.0 / (self._score[keys] * share[layers] + 1e-12) + self._distance[self._layer][layers]
+            if n < len(keys):
+                chosen = np.argpartition(-wait, n - 1)[:n]
+                return keys[chosen[np.argsort(-wait[chosen], kind="stable")]]
+            return keys[np.argsort(-wait, kind="stable")]
         if self.policy is CachePolicy.LFU:
             scores = self._score[keys]
             if n < len(keys):  # only keys scoring no more than the n-th lowest can go: sort those

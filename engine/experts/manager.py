@@ -195,7 +195,13 @@ class ExpertManager:
         self.prefetch = prefetch
         self.footprint = ExpertFootprint.of_model(info)
         self._fixed = self.footprint.fixed_bytes
-        self.cache = ExpertCache(experts.n_layer * experts.n_expert, self._capacity(self._fixed), policy)
+        self.cache = ExpertCache(
+            experts.n_layer * experts.n_expert,
+            self._capacity(self._fixed),
+            policy,
+            layer_size=experts.n_expert,
+            used_per_layer=experts.n_expert_used,
+        )
         self._history_path = history_path
         history = load_history(history_path, experts.n_layer, experts.n_expert) if history_path else None
         self._history = history

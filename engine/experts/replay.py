@@ -27,10 +27,13 @@ def replay_hit_rate(
     scored_from: int = 0,
     uses: Sequence[np.ndarray] | None = None,
     seed_uses: np.ndarray | None = None,
+    layer_size: int | None = None,
+    used_per_layer: int = 1,
 ) -> float:
     """`uses`: per access, the tokens using each key (as the manager passes them);
-    `seed_uses`: the counts the cache started from (an earlier session's history)."""
-    cache = ExpertCache(n_keys, capacity, policy)
+    `seed_uses`: the counts the cache started from (an earlier session's history);
+    `layer_size`, `used_per_layer`: the model's layers, as the manager's cache knows them."""
+    cache = ExpertCache(n_keys, capacity, policy, layer_size=layer_size, used_per_layer=used_per_layer)
     if seed_uses is not None:
         cache.seed(seed_uses)
     hits = total = 0

@@ -44,6 +44,41 @@ def test_each_policy_evicts_its_own_kind_of_victim():
     assert _victim(CachePolicy.LFU, reused_first) == [1]  # 1 and 2 tie on uses: the less recent goes
 
 
+def test_knowing_the_layers_lfu_lets_go_of_the_expert_whose_layer_runs_last_again():
+    # Four layers of two experts (key 2k + e is layer k's expert e), each layer used one once.
+    def victim(layers: bool) -> list[int]:
+        cache = ExpertCache(8, 4, CachePolicy.LFU, layer_size=2 if layers else None)
+        for key in (0, 2, 4, 6):  # a token through layers 0-3: equally popular experts
+            cache.access(keys(key))
+        return cache.access(keys(0, 1)).evicted.tolist()  # the next token's layer 0 needs room
+
+    # Without layers: the least recently used of the equals, layer 1's, needed again next. With
+    # them: layer 3's, which just ran and is needed last.
+    assert victim(layers=False) == [2]
+    assert victim(layers=True) == [6]
+
+
+def test_knowing_the_layers_lfu_weighs_each_expert_against_its_own_layer():
+    # A prompt's batch counts many tokens in most layers but one in the last: per layer, the
+    # last layer's expert used by every token is the one to keep.
+    cache = ExpertCache(8, 3, CachePolicy.LFU, layer_size=4)
+    cache.access(keys(0, 1), uses=np.array([60, 40]))  # layer 0: a 100-token prompt
+    cache.access(keys(4), uses=np.array([1]))  # layer 1: the prompt's last token only
+    for _ in range(3):  # decode: layer 0 uses 0 or 1, layer 1 always 4
+        cache.access(keys(0))
+        cache.access(keys(4))
+    cache.access(keys(2))  # layer 0 needs a third expert
+    assert cache.resident[4] and not cache.resident[1]
+    raw = ExpertCache(8, 3, CachePolicy.LFU)
+    raw.access(keys(0, 1), uses=np.array([60, 40]))
+    raw.access(keys(4), uses=np.array([1]))
+    for _ in range(3):
+        raw.access(keys(0))
+        raw.access(keys(4))
+    raw.access(keys(2))
+    assert not raw.resident[4]  # raw counts: 4 scores 4 against 1's 40
+
+
 def test_lfu_ages_old_popularity_away():
     cache = ExpertCache(8, 2, CachePolicy.LFU, half_life=2)
     for _ in range(5):
