@@ -7,10 +7,9 @@ matrix's bytes with Linux AIO (engine/experts/linux_aio.py), which returns at on
 eviction maps empty memory back and keeps the slot (or, when reads follow in the same
 call, moves the slot's mapping to one of them: at 4B/1 GiB 179 of 180 reads a token took
 a moved slot, and reads plus evictions cost 13.0 ms of the hook's time a token instead of
-15.4). Neither goes through the page cache,
-so a read costs 0.04-0.1 s of machine CPU per GB against WILLNEED's 0.2-0.3 with its
-eviction (on 2 cores that CPU time is taken from llama.cpp's compute), and no stray pages
-are left behind.
+15.4). Neither goes through the page cache, so a read costs 0.04-0.1 s of machine CPU per
+GB against WILLNEED's 0.2-0.3 with its eviction (on 2 cores that CPU time is taken from
+llama.cpp's compute), and no stray pages are left behind.
 
 The price: an evicted expert reads as zeros, not as a page fault that fetches it. So
 nothing may reach llama.cpp unread: `ensure` (called with llama.cpp's own choice of
@@ -288,6 +287,7 @@ class DirectExpertIO:
         (the key is no longer in place: `ensure` reads it again before any use) until the next
         reads take them over or `settle` runs: a read that takes one moves its mapping, a
         fraction of the cost of unmapping its pages and mapping them again."""
+        cpu = time.thread_time()
         with self._lock:
             if self.restored:
                 return
@@ -304,24 +304,31 @@ class DirectExpertIO:
                         self._slot[key, matrix] = -1
                         self.evictions_queued[key] += 1  # (not a stray for the sweep meanwhile)
                 self._placed[key] = False
+            self.counters.cpu_s += time.thread_time() - cpu
 
     def settle(self) -> None:
         """Put empty memory under every evicted expert whose slot no read took over."""
+        if not self._loose:
+            return
+        cpu = time.thread_time()
         with self._lock:
             for (key, matrix), slot in self._loose.items():
                 map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
                 self._slots.release(slot)
                 self.evictions_queued[key] -= 1
             self._loose.clear()
+            self.counters.cpu_s += time.thread_time() - cpu
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
         """Put empty memory back under `keys` that the cache no longer wants."""
+        cpu = time.thread_time()
         with self._lock:
             if self.restored:
                 return
             for key in np.asarray(keys).tolist():
                 if not (self._wanted[key] or self._ensured_at[key] == self.current_stamp):
                     self._unmap(key)
+            self.counters.cpu_s += time.thread_time() - cpu
 
     def _unmap(self, key: int) -> None:
         """Map empty memory under `key`'s matrices now (their slots are freed once no read lands in them)."""

@@ -115,11 +115,10 @@ class RouterHook:
             self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, _SELECTION)
             for name, (uses, precedes) in _MATRIX_NODES.items():
                 self._matrix_nodes[f"{name}-{layer}".encode()] = (layer, uses, precedes)
-        can_wait = hasattr(listener, "matrix_needed") and hasattr(listener, "matrix_pending")
         # Waits per matrix only once this llama.cpp was seen asking about the down matrix's node
         # after the top-k (a build that names its nodes otherwise keeps waiting at the top-k).
         self._matrix_calls_seen = False
-        self._matrix_calls_possible = can_wait
+        self._matrix_calls_possible = hasattr(listener, "matrix_needed") and hasattr(listener, "matrix_pending")
         self._last_selected = -1
         self.failures = 0
         self._views: dict[tuple, np.ndarray] = {}  # see _rows
