@@ -71,7 +71,14 @@ def replayed_hit_rate(profile: ModelProfile, capacity: int, seed: int = 0) -> fl
     # As the engine does with a history: the cache's counts start as PRIOR_TOKENS tokens' worth.
     seed_uses = (profile.shares / profile.shares.sum() * PRIOR_TOKENS * fp.n_layer * fp.n_expert_used).ravel()
     return replay_hit_rate(
-        trace, fp.n_keys, capacity, CachePolicy.LFU, scored_from=WARM_TOKENS * fp.n_layer, seed_uses=seed_uses
+        trace,
+        fp.n_keys,
+        capacity,
+        CachePolicy.LFU,
+        scored_from=WARM_TOKENS * fp.n_layer,
+        seed_uses=seed_uses,
+        layer_size=fp.n_expert,  # the engine's cache knows the layers (engine/experts/manager.py)
+        used_per_layer=fp.n_expert_used,
     )
 
 
