@@ -178,20 +178,21 @@ class DirectExpertIO:
     def _take_loose(self, address: int, nbytes: int) -> int | None:
         """Move an evicted matrix's slot of the same size to `address` (empty memory goes back
         where it was); its slot, or None if there is none or the kernel cannot move it."""
+        if not self._can_move:
+            return None
         same_size = next((loose for loose in self._loose if self._sizes[loose] == nbytes), None)
-        if same_size is None or not self._can_move:
+        if same_size is None:
             return None
         key, matrix = same_size
         slot = self._loose.pop(same_size)
-        self.evictions_queued[key] -= 1
         old = int(self._spans[key, matrix, 0])
         if move_mapping(old, address, nbytes):
+            self.evictions_queued[key] -= 1
             map_empty(old, nbytes)
             return slot
         self._can_move = False
         log.info("this kernel cannot move expert slots (MREMAP_DONTUNMAP): they are unmapped and mapped again")
-        map_empty(old, nbytes)
-        self._slots.release(slot)
+        self._unmap_loose(key, matrix, slot)
         return None
 
     def _submit(self, reads: list) -> None:
@@ -313,11 +314,15 @@ class DirectExpertIO:
         cpu = time.thread_time()
         with self._lock:
             for (key, matrix), slot in self._loose.items():
-                map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
-                self._slots.release(slot)
-                self.evictions_queued[key] -= 1
+                self._unmap_loose(key, matrix, slot)
             self._loose.clear()
             self.counters.cpu_s += time.thread_time() - cpu
+
+    def _unmap_loose(self, key: int, matrix: int, slot: int) -> None:
+        """Empty memory under an evicted matrix whose slot stayed mapped there; the slot is free."""
+        map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+        self._slots.release(slot)
+        self.evictions_queued[key] -= 1
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
         """Put empty memory back under `keys` that the cache no longer wants."""

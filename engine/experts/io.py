@@ -200,7 +200,7 @@ class ExpertIO:
             issued = not self._matrices_left[keys].any()
             if not issued:
                 self._read_finished.wait_for(lambda: not self._matrices_left[keys].any(), timeout)
-        waiting = self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in matrices])
+        waiting = self._missing(self._wanted_matrices(keys, matrices))
         in_time = issued and not waiting
         if waiting and self.method is ReadMethod.WILLNEED:  # issued: now wait for the pages themselves
             waiting = self._populate(waiting)
@@ -235,7 +235,11 @@ class ExpertIO:
         with self._lock:
             if self._matrices_left[keys].any():
                 return True
-        return bool(self._missing([(k, m) for k in keys.tolist() if self._wanted[k] for m in matrices]))
+        return bool(self._missing(self._wanted_matrices(keys, matrices)))
+
+    def _wanted_matrices(self, keys: np.ndarray, matrices: tuple[int, ...]) -> list[tuple[int, int]]:
+        """(key, matrix) for those of `keys` the cache still wants (the others may be evicted)."""
+        return [(k, m) for k in keys.tolist() if self._wanted[k] for m in matrices]
 
     def _missing(self, matrices: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Those (key, matrix) with a page not in RAM (mincore over every page they touch)."""
