@@ -167,6 +167,7 @@ def expert_figures(engine: Engine, decode_from: int, *, replays: bool) -> dict:
         "late_ms_median": stats.late_ms_median,
         "manager_peak_resident_bytes": stats.peak_resident_bytes,
         "prediction_mismatches": stats.prediction_mismatches,
+        "unpredicted_reads": stats.unpredicted_reads,  # DIRECT: read only when llama.cpp chose them (0: none late)
         "lookahead": stats.lookahead,
         "read_method": engine.experts.read_method.value,
         "wait_ms_per_token": stats.wait_s / per * 1e3,

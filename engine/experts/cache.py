@@ -135,6 +135,10 @@ class ExpertCache:
         absent = keys[~present]
         return self._bring_in(np.concatenate((keys[present], absent[: max(0, room)])), protected)
 
+    def drop(self, keys: np.ndarray) -> None:
+        """Forget that `keys` are resident (their reads were cut short), keeping their counts."""
+        self.resident[keys] = False
+
     def _mask(self, keys: np.ndarray, pinned: np.ndarray | None) -> np.ndarray:
         """A bool mask over every key: `keys` and `pinned` set (bool masks are cheaper than
         sorted-set operations at the few keys per access of a decode)."""

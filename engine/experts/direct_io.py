@@ -124,9 +124,14 @@ class DirectExpertIO:
             return self._slots.spare_bytes + len(self._landing) * self._slots.slot_bytes
 
     # --- reads (the computing thread) ------------------------------------------------------------
-    def read(self, keys: np.ndarray, stamp: int = 0, *, speculative: bool = False) -> None:
-        """Start reading `keys` (those the cache still wants); returns at once. Reads are
-        submitted here and now, so `stamp` (how long a queued read stays useful) plays no part."""
+    partial_reads = True  # `read` can read some of a key's matrices (a guess's gate alone)
+
+    def read(
+        self, keys: np.ndarray, stamp: int = 0, *, speculative: bool = False, matrices: tuple[int, ...] = ALL_MATRICES
+    ) -> None:
+        """Start reading `matrices` of `keys` (those the cache still wants); returns at once.
+        Reads are submitted here and now, so `stamp` (how long a queued read stays useful) plays
+        no part. A key read in part is not in place: reading it again reads the rest."""
         if not len(keys) or self.restored:
             return
         cpu = time.thread_time()
@@ -139,7 +144,7 @@ class DirectExpertIO:
             reads = []
             for key in keys.tolist():
                 if self._wanted[key]:
-                    reads += self._start(key)
+                    reads += self._start(key, matrices)
             self._submit(self._in_order_of_use(reads))
         self.counters.cpu_s += time.thread_time() - cpu
 
@@ -148,12 +153,12 @@ class DirectExpertIO:
         uses them in, so the first product can start while the later matrices still land."""
         return sorted(reads, key=lambda read: self._jobs[read[0]][1])
 
-    def _start(self, key: int) -> list[tuple[int, int, int, int, int]]:
-        """Map slots for `key`'s matrices not yet in place; their reads, to submit."""
+    def _start(self, key: int, matrices: tuple[int, ...] = ALL_MATRICES) -> list[tuple[int, int, int, int, int]]:
+        """Map slots for `key`'s `matrices` not yet in place; their reads, to submit."""
         reads = []
         if (self._slot[key] < 0).all():  # a fresh read of the key (not the rest of a partial one)
             self._key_bytes[key] = 0
-        for matrix in range(N_MATRICES):
+        for matrix in matrices:
             nbytes = int(self._sizes[key, matrix])
             if not nbytes or self._slot[key, matrix] >= 0:
                 continue  # no whole page, or in place already (read, or being read)
@@ -172,7 +177,7 @@ class DirectExpertIO:
             self._job_of[key, matrix] = job
             self._matrices_left[key] += 1
             reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
-        self._placed[key] = True
+        self._placed[key] = matrices == ALL_MATRICES or bool(((self._slot[key] >= 0) | (self._sizes[key] == 0)).all())
         return reads
 
     def _take_loose(self, address: int, nbytes: int) -> int | None:
@@ -275,8 +280,9 @@ class DirectExpertIO:
             return len(missing)
 
     def pending(self, keys: np.ndarray) -> np.ndarray:
+        """Those of `keys` whose reads have not finished, or were read in part."""
         with self._lock:
-            return keys[self._matrices_left[keys] > 0]
+            return keys[(self._matrices_left[keys] > 0) | ~self._placed[keys]]
 
     def bytes_read_for(self, keys: np.ndarray) -> int:
         with self._lock:

@@ -156,11 +156,17 @@ class ExpertIO:
             thread.start()
 
     unmapped_bytes = 0  # model RAM held outside llama.cpp's mapping (DirectExpertIO has some)
+    partial_reads = False  # reads whole keys only (a page not read faults in from the file anyway)
 
     # --- called from the computing thread ---------------------------------------------------
-    def read(self, keys: np.ndarray, stamp: int, *, speculative: bool = False) -> None:
+    def read(
+        self, keys: np.ndarray, stamp: int, *, speculative: bool = False, matrices: tuple[int, ...] = ALL_MATRICES
+    ) -> None:
         """Read `keys`, unless the computing thread has gone past access `stamp` by then
-        (WILLNEED: submitted before this returns; PREAD: queued for the workers)."""
+        (WILLNEED: submitted before this returns; PREAD: queued for the workers). Whole keys
+        only (`partial_reads`): `matrices` must be all of them."""
+        if matrices != ALL_MATRICES:
+            raise ValueError("this expert I/O reads whole experts only")
         if not len(keys):
             return
         with self._lock:

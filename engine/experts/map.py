@@ -79,17 +79,18 @@ class ExpertMap:
 
     @property
     def n_guessed(self) -> int:
-        """How many experts a guess for a later layer names: its router's top half. The lower
-        ranks of a guess are mostly wrong, and on 2 cores a wasted read costs the compute its
+        """How many of a later layer's guessed experts are read whole: its router's top half.
+        The lower ranks are mostly wrong, and on 2 cores a wasted read costs the compute its
         CPU time. Synthetic 4B (k = 4) at a 1 GiB budget, interleaved runs of 256 tokens:
         guessing all k (and ties) 5.43/5.44 tokens/s with 15.7% of the bytes read wasted; the
-        top 3 6.44 (5.4% wasted); the top 2 6.35/6.57/6.44 (1.3%); the top 1 6.24 (0.1%)."""
+        top 3 6.44 (5.4% wasted); the top 2 6.35/6.57/6.44 (1.3%); the top 1 6.24 (0.1%).
+        (With direct reads the rest of the k have their gate matrix read: see manager.py.)"""
         return (self.n_expert_used + 1) // 2
 
     def route(self, first_layer: int, row: np.ndarray, n_layers: int) -> list[list[int]]:
         """One token's experts in `n_layers` layers from `first_layer` on, every router applied
         to the same input `row`: exact for the layer it is the input of (ties included as in
-        `select`), a guess of the `n_guessed` best for the later ones. One matrix product over
+        `select`), a guess of the k best for the later ones, best first. One matrix product over
         the stacked routers and a Python sort of a few scores: numpy calls cost microseconds
         each on the computing thread. The routers are consecutive rows of `all_routers`: a
         slice, no copy."""
@@ -101,7 +102,7 @@ class ExpertMap:
         chosen = [[e for e, score in enumerate(layer_scores) if score >= kth]]
         for start in range(n, len(scores), n):
             layer_scores = scores[start : start + n]
-            chosen.append(sorted(range(n), key=layer_scores.__getitem__, reverse=True)[: self.n_guessed])
+            chosen.append(sorted(range(n), key=layer_scores.__getitem__, reverse=True)[:k])
         return chosen
 
 

@@ -132,9 +132,9 @@ def test_resident_model_bytes_stay_within_the_budget_through_a_generation(small_
         assert stats.wasted_bytes <= stats.bytes_read  # counted as read, not as guessed
 
 
-def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_ones(small_moe_model_path):
+def test_a_route_names_the_layers_experts_and_ranks_its_guesses_of_the_next_ones(small_moe_model_path):
     experts = expert_map(inspect_model(small_moe_model_path))
-    assert experts.n_guessed == 2  # the best half of the 4 used per token
+    assert experts.n_guessed == 2  # the best half of the 4 used per token is read whole
     rng = np.random.default_rng(7)
     for layer in range(experts.n_layer - 2):
         row = rng.standard_normal(experts.all_routers.shape[1]).astype(np.float32)
@@ -143,7 +143,31 @@ def test_a_route_names_the_layers_experts_and_guesses_the_best_half_of_the_next_
         assert len(guesses) == 2
         for ahead, guess in enumerate(guesses, start=1):
             logits = experts.routers[layer + ahead] @ row
-            assert sorted(guess) == sorted(np.argsort(-logits)[:2].tolist())
+            assert len(guess) == 4
+            assert sorted(guess[:2]) == sorted(np.argsort(-logits)[:2].tolist())  # best first
+            assert sorted(guess) == sorted(np.argsort(-logits)[:4].tolist())
+
+
+def test_a_guess_below_the_best_half_reads_its_gate_and_the_rest_once_confirmed(small_moe_model_path, monkeypatch):
+    reference = _reference_answer(small_moe_model_path)
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_lookahead=1, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        io = engine.experts._io
+        gate_only, confirmed = [], []
+        read = io.read
+
+        def recording(keys, stamp=0, *, speculative=False, matrices=(0, 1, 2)):
+            if matrices == (0,):
+                gate_only.extend(keys.tolist())
+            elif not speculative:
+                confirmed.extend(k for k in keys.tolist() if k in gate_only and not io._placed[k])
+            read(keys, stamp, speculative=speculative, matrices=matrices)
+
+        monkeypatch.setattr(io, "read", recording)
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        stats = engine.expert_stats()
+    assert gate_only and confirmed  # some gate-only guesses were right, and their up and down read then
+    assert stats.unpredicted_reads == 0  # ... when the router confirmed them, not when llama.cpp chose them
 
 
 def test_experts_within_a_large_folio_of_their_tensors_ends_are_evicted_with_pageout(small_moe_model_path, monkeypatch):
