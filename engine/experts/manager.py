@@ -454,7 +454,7 @@ class ExpertManager:
         protected[in_use] = True
         whole = self.map.n_guessed
         for target, experts in enumerate(guesses, start=layer + 1):
-            if GATE_ONLY_GUESSES and self._io.partial_reads:
+            if GATE_ONLY_GUESSES and self._io.partial_reads:  # (submitted first: gates are used first)
                 self._guess(layer, target, experts[whole:], protected, (0,))
             self._guess(layer, target, experts[:whole], protected, ALL_MATRICES)
 
