@@ -82,8 +82,8 @@ LOOKAHEAD_LAYERS = 1
 # tokens, 10 interleaved pairs against whole reads of the top half only: llama.cpp waited
 # 18.3-21.2 ms a token against 31.5-36.9 (every pair lower), 6.43 against 6.08 tokens/s on
 # average (6 pairs of 10 faster: the time outside the waits varied by 30% on this machine),
-# 5.8% of the bytes read wasted against 1.0%. Reading the lower half whole waited 23-26 ms
-# (7.1% wasted).
+# 5.8% of the bytes read wasted against 1.0% (a wrong partial guess still kept in the cache
+# then). Reading the lower half whole waited 23-26 ms (7.1% wasted).
 GATE_ONLY_GUESSES = True
 # DIRECT reads cost the CPU a fraction of WILLNEED's (direct_io.py), but each layer pays for
 # checking llama.cpp's choice (`ensure`, about 25 us), each read and eviction for an mmap call
