@@ -416,9 +416,11 @@ class ExpertManager:
             misses = np.concatenate((misses, read_ahead))
         if self.prefetch:
             self._io.read(access.misses, self._stamp)
-            # A speculative read still queued or in flight is now needed (ask again as exact), and
-            # a hit guessed earlier may hold its gate matrix only (read the rest).
-            self._io.read(self._io.pending(access.hits), self._stamp)
+            # A speculative read still queued or in flight is now needed: ask again as exact (a
+            # gate-only guess is then read in full; a wrong one was dropped from the cache, so
+            # no other hit holds part of an expert).
+            if len(read_ahead):
+                self._io.read(self._io.pending(read_ahead), self._stamp)
         self._misses[layer] = misses
         if guesses:
             self._read_ahead(layer, keys, guesses)

@@ -156,7 +156,7 @@ def test_a_guess_below_the_best_half_reads_its_gate_and_the_rest_once_confirmed(
         gate_only, confirmed = [], []
         read = io.read
 
-        def recording(keys, stamp=0, *, speculative=False, matrices=(0, 1, 2)):
+        def recording(keys, stamp=0, *, speculative=False, matrices=expert_io.ALL_MATRICES):
             if matrices == (0,):
                 gate_only.extend(keys.tolist())
             elif not speculative:
