@@ -4,10 +4,9 @@ The same interface as `ExpertIO` (engine/experts/io.py), another mechanism: at t
 every expert matrix's whole pages (its interior) are replaced by empty anonymous memory; a
 read maps a slot of RAM there (engine/experts/slots.py) and asks the disk for the
 matrix's bytes with Linux AIO (engine/experts/linux_aio.py), which returns at once; an
-eviction maps empty memory back and keeps the slot (or, when reads follow in the same
-call, moves the slot's mapping to one of them: at 4B/1 GiB 179 of 180 reads a token took
-a moved slot, and reads plus evictions cost 13.0 ms of the hook's time a token instead of
-15.4). Neither goes through the page cache, so a read costs 0.04-0.1 s of machine CPU per
+eviction leaves the slot where it is (loose) until a read moves its mapping to its own place
+(`settle` bounds how many wait: see there), or maps empty memory back and keeps the slot
+spare. Neither goes through the page cache, so a read costs 0.04-0.1 s of machine CPU per
 GB against WILLNEED's 0.2-0.3 with its eviction (on 2 cores that CPU time is taken from
 llama.cpp's compute), and no stray pages are left behind.
 
@@ -314,20 +313,30 @@ class DirectExpertIO:
             self.counters.cpu_s += time.thread_time() - cpu
 
     def settle(self) -> None:
-        """Put empty memory under every evicted expert whose slot no read took over."""
-        if not self._loose:
+        """Hold no more RAM outside the cache's experts than the spare slots' allowance: evicted
+        slots no read took over stay where they are (loose) within it, the oldest beyond it get
+        empty memory and are freed, and spare slots go first.
+
+        Why loose before spare: a later read moves a loose slot (mremap, 25-70 us) where a spare
+        one must be mapped anew (MAP_POPULATE, about 100 us) after its place was unmapped (about
+        100 us). Unmapping every loose slot after each layer did that for 61 slots a token on
+        the 4B at 1 GiB (an AMD EPYC: a guess's gate-only read takes one of an evicted expert's
+        three slots; the confirmation's up and down took spare ones)."""
+        allowance = self._slots.spare_limit
+        if len(self._loose) + self._slots.n_spare <= allowance:
             return
         cpu = time.thread_time()
         with self._lock:
-            for (key, matrix), slot in self._loose.items():
-                self._unmap_loose(key, matrix, slot)
-            self._loose.clear()
+            self._slots.free_spares(allowance - len(self._loose))
+            for key, matrix in list(self._loose)[: max(0, len(self._loose) - allowance)]:  # the oldest
+                self._unmap_loose(key, matrix, self._loose.pop((key, matrix)), keep=False)
             self.counters.cpu_s += time.thread_time() - cpu
 
-    def _unmap_loose(self, key: int, matrix: int, slot: int) -> None:
-        """Empty memory under an evicted matrix whose slot stayed mapped there; the slot is free."""
+    def _unmap_loose(self, key: int, matrix: int, slot: int, *, keep: bool = True) -> None:
+        """Empty memory under an evicted matrix whose slot stayed mapped there; the slot is free
+        (spare if `keep` and there is room)."""
         map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
-        self._slots.release(slot)
+        self._slots.release(slot, keep=keep)
         self.evictions_queued[key] -= 1
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:

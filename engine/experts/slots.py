@@ -88,12 +88,25 @@ class ExpertSlots:
         self.held += 1
         return slot
 
-    def release(self, slot: int) -> None:
-        """`slot` is mapped nowhere any more (its range was remapped): keep it spare, or free it."""
+    @property
+    def n_spare(self) -> int:
+        return len(self._spare)
+
+    def release(self, slot: int, *, keep: bool = True) -> None:
+        """`slot` is mapped nowhere any more (its range was remapped): keep it spare (if `keep`
+        and there is room), or free it."""
         self.held -= 1
-        if len(self._spare) < self.spare_limit:
+        if keep and len(self._spare) < self.spare_limit:
             self._spare.append(slot)
             return
+        self._free(slot)
+
+    def free_spares(self, keep: int) -> None:
+        """Free spare slots beyond `keep` of them."""
+        while len(self._spare) > max(0, keep):
+            self._free(self._spare.pop())
+
+    def _free(self, slot: int) -> None:
         punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
         if _libc.fallocate(self._fd, punch, slot * self.slot_bytes, self.slot_bytes):
             errno = ctypes.get_errno()
