@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import time
 
@@ -376,6 +377,49 @@ def test_evicted_slots_move_to_the_next_reads_or_are_unmapped_where_the_kernel_c
         assert engine.memory_report().model_resident_bytes <= budget * 1.05
     assert moves.count(kernel_moves) == len(moves) > 0
     assert len(moves) > 1 if kernel_moves else len(moves) == 1  # tried once, then no more
+
+
+def test_evicted_slots_wait_loose_within_the_spare_allowance_the_oldest_unmapped_first(
+    small_moe_model_path, monkeypatch
+):
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        engine.chat(QUESTION, GREEDY)
+        manager = engine.experts
+        io, wanted = manager._io, manager.cache.resident  # (the cache's residency is what the reads serve)
+        allowance = io._slots.spare_limit
+        in_place = [
+            key
+            for key in np.flatnonzero(wanted).tolist()
+            if io._placed[key] and (io._slot[key] >= 0).all() and io._ensured_at[key] != io.current_stamp
+        ]
+        n_evicted = allowance // 3 + 2  # more matrices than the allowance holds
+        assert len(in_place) > n_evicted
+        evicted = in_place[:n_evicted]
+        for key in evicted:  # one at a time, as layers let experts go
+            wanted[key] = False
+            io.evict(np.array([key]))
+            io.settle()
+            assert len(io._loose) + io._slots.n_spare <= allowance
+        loose_keys = {key for key, _ in io._loose}
+        assert loose_keys and loose_keys <= set(evicted[-(allowance // 3 + 1) :])  # the latest kept
+        assert _in_ram_only_while_loose(io, np.array(evicted))
+
+        # A read takes a loose slot (moved, not mapped anew) and lands the file's bytes.
+        placed, moved = [], []
+        monkeypatch.setattr(io._slots, "place", lambda *a, place=io._slots.place: placed.append(a) or place(*a))
+        monkeypatch.setattr(direct_io, "move_mapping", lambda *a: moved.append(a) or slots.move_mapping(*a))
+        untouched = [k for k in np.flatnonzero(~wanted).tolist() if (io._slot[k] < 0).all() and k not in loose_keys]
+        fresh = untouched[0]
+        wanted[fresh] = True
+        io.read(np.array([fresh]))
+        io.wait_for(np.array([fresh]))
+        assert len(moved) == 3 and not placed
+        with open(small_moe_model_path, "rb") as f:
+            for matrix in range(3):
+                (start, end), offset = io._spans[fresh, matrix], int(io._file_spans[fresh, matrix, 0])
+                f.seek(offset)
+                assert ctypes.string_at(int(start), int(end - start)) == f.read(int(end - start))
 
 
 def test_a_failing_router_hook_puts_the_file_back_under_the_experts(small_moe_model_path, monkeypatch):
