@@ -291,8 +291,9 @@ class DirectExpertIO:
     def evict(self, keys: np.ndarray) -> None:
         """Let `keys` that the cache no longer wants go. Their slots stay mapped where they are
         (the key is no longer in place: `ensure` reads it again before any use) until the next
-        reads take them over or `settle` runs: a read that takes one moves its mapping, a
-        fraction of the cost of unmapping its pages and mapping them again."""
+        reads take them over or `settle` unmaps them (beyond the spares' allowance): a read that
+        takes one moves its mapping, a fraction of the cost of unmapping its pages and mapping
+        them again."""
         cpu = time.thread_time()
         with self._lock:
             if self.restored:
@@ -317,7 +318,7 @@ class DirectExpertIO:
         slots no read took over stay where they are (loose) within it, the oldest beyond it get
         empty memory and are freed, and spare slots go first.
 
-        Why loose before spare: a later read moves a loose slot (mremap, 25-70 us) where a spare
+        Why loose before spare: a later read moves a loose slot (mremap, 25-110 us) where a spare
         one must be mapped anew (MAP_POPULATE, about 100 us) after its place was unmapped (about
         100 us). Unmapping every loose slot after each layer did that for 61 slots a token on
         the 4B at 1 GiB (an AMD EPYC: a guess's gate-only read takes one of an evicted expert's
