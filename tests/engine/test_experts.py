@@ -387,6 +387,7 @@ def test_evicted_slots_wait_loose_within_the_spare_allowance_the_oldest_unmapped
         engine.chat(QUESTION, GREEDY)
         manager = engine.experts
         io, wanted = manager._io, manager.cache.resident  # (the cache's residency is what the reads serve)
+        assert io.wait_idle()  # no sweep running meanwhile (it would see these evictions as strays)
         allowance = io._slots.spare_limit
         in_place = [
             key
