@@ -1,5 +1,5 @@
 # `make run` and `make test` are all a newcomer needs: both create .venv when it is
-# missing and (re)install the project when pyproject.toml changed.
+# missing and (re)install the project when pyproject.toml (or the C it builds) changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test lint clean x11-packages screenshot screenshot-safe-mode screenshot-dialogs screenshot-server screenshot-memory package
 
-$(INSTALLED): pyproject.toml installers/install_llama.py
+$(INSTALLED): pyproject.toml setup.py installers/install_llama.py engine/experts/eval_filter.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama.cpp built for this CPU without its AMX kernels (they crash on these models), about

@@ -65,6 +65,7 @@ class Engine:
         config: EngineConfig | None = None,
         *,
         cb_eval=None,
+        cb_eval_user_data=None,
         on_load_progress: Callable[[float], None] | None = None,
         checked: ModelInfo | None = None,
     ) -> None:
@@ -91,12 +92,14 @@ class Engine:
                 raise EngineError("an eval callback cannot be combined with the expert manager")
             self._router_hook = RouterHook(self.experts.map, self.experts)
             cb_eval = self._router_hook.callback
+            cb_eval_user_data = self._router_hook.callback_data
         started = time.perf_counter()
         self._rt = LlamaRuntime(
             self.info,
             self.config,
             layout=self.layout,
             cb_eval=cb_eval,
+            cb_eval_user_data=cb_eval_user_data,
             on_load_progress=on_load_progress,
         )
         if self.experts is not None:

@@ -38,7 +38,14 @@ class DecodeAbortedError(EngineError):
 
 class LlamaRuntime:
     def __init__(
-        self, info: ModelInfo, config: EngineConfig, *, layout: WeightLayout, cb_eval=None, on_load_progress=None
+        self,
+        info: ModelInfo,
+        config: EngineConfig,
+        *,
+        layout: WeightLayout,
+        cb_eval=None,
+        cb_eval_user_data=None,
+        on_load_progress=None,
     ) -> None:
         self.info = info
         repack = layout is WeightLayout.REPACKED
@@ -71,7 +78,7 @@ class LlamaRuntime:
         elif self.overrides is not None:
             drop_file_ranges(info.path, self.copied_ranges)
         self._cb_eval = cb_eval  # keep the ctypes callback alive as long as the context
-        self.ctx = self._stack.enter_context(closing(self._make_context(config, cb_eval)))
+        self.ctx = self._stack.enter_context(closing(self._make_context(config, cb_eval, cb_eval_user_data)))
         self.n_batch = config.batch
         self.batch = self._stack.enter_context(
             closing(_internals.LlamaBatch(n_tokens=config.batch, embd=0, n_seq_max=1, verbose=False))
@@ -101,7 +108,7 @@ class LlamaRuntime:
 
         return llama_cpp.llama_progress_callback(on_progress)
 
-    def _make_context(self, config: EngineConfig, cb_eval) -> _internals.LlamaContext:
+    def _make_context(self, config: EngineConfig, cb_eval, cb_eval_user_data) -> _internals.LlamaContext:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = config.n_ctx
         params.n_batch = params.n_ubatch = config.batch
@@ -117,6 +124,7 @@ class LlamaRuntime:
         params.no_perf = True
         if cb_eval is not None:
             params.cb_eval = cb_eval
+            params.cb_eval_user_data = cb_eval_user_data
         try:
             return _internals.LlamaContext(model=self.model, params=params, verbose=False)
         except ValueError:

@@ -34,6 +34,7 @@ from typing import Protocol
 import llama_cpp
 import numpy as np
 
+from engine.experts.eval_filter import EvalFilter, compiled_library
 from engine.experts.map import ExpertMap
 from engine.ggml_libs import library
 
@@ -101,7 +102,10 @@ def _ggml_base() -> ctypes.CDLL:
 class RouterHook:
     """An eval callback for `llama_context_params.cb_eval` that reports routing to a listener."""
 
-    def __init__(self, experts: ExpertMap, listener: RouteListener) -> None:
+    def __init__(self, experts: ExpertMap, listener: RouteListener, *, filtered: bool = True) -> None:
+        """`callback` and `callback_data` go to llama_context_params' cb_eval and
+        cb_eval_user_data. `filtered`: the asks about nodes the hook ignores are answered in C
+        (eval_filter.c) where it was built."""
         self._map = experts
         self._listener = listener
         self._lib = _ggml_base()
@@ -122,7 +126,16 @@ class RouterHook:
         self._last_selected = -1
         self.failures = 0
         self._views: dict[tuple, np.ndarray] = {}  # see _rows
-        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)
+        self._python_callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)
+        self.callback, self.callback_data = self._python_callback, None
+        self.filter = None
+        lib = compiled_library() if filtered else None
+        if lib is not None:
+            wanted = [*self._nodes, *(self._matrix_nodes if self._matrix_calls_possible else ())]
+            self.filter = EvalFilter(lib, self._python_callback, self._lib.ggml_get_name, wanted)
+            self.callback, self.callback_data = self.filter.callback, self.filter.user_data
+        elif filtered:
+            log.info("the compiled eval filter is missing: every node's ask goes through Python")
 
     def _on_node(self, tensor: int, ask: bool, _user_data) -> bool:
         try:

@@ -46,17 +46,34 @@ class RoutingRecorder:
         self.selected.append((layer, chosen))
 
 
+class AskRecordingHook(RouterHook):
+    """The router hook, noting the name of every node its Python callback is asked about."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.asked: set[bytes] = set()
+        super().__init__(*args, **kwargs)
+
+    def _on_node(self, tensor, ask, user_data):
+        self.asked.add(self._lib.ggml_get_name(tensor))
+        return super()._on_node(tensor, ask, user_data)
+
+
+@pytest.mark.parametrize("filtered", [True, False], ids=["filtered in C", "every node in Python"])
 @pytest.mark.parametrize("model", ["tiny_model_path", "small_moe_model_path"])
-def test_the_router_hook_names_the_experts_llama_cpp_then_selects(model, request):
+def test_the_router_hook_names_the_experts_llama_cpp_then_selects(model, filtered, request):
     path = request.getfixturevalue(model)
     info = inspect_model(path)
     recorder = RoutingRecorder(info.n_expert)
-    hook = RouterHook(expert_map(info), recorder)
+    hook = AskRecordingHook(expert_map(info), recorder, filtered=filtered)
     config = EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED)
-    with Engine(path, config, cb_eval=hook.callback) as engine:
+    with Engine(path, config, cb_eval=hook.callback, cb_eval_user_data=hook.callback_data) as engine:
         result = engine.chat(QUESTION, GREEDY)
         prompt_tokens = result.stats.prefill_tokens
     assert hook.failures == 0
+    # `make` builds the C filter: only the nodes the hook wants reach Python through it.
+    assert (hook.filter is not None) == filtered
+    wanted = {*hook._nodes, *hook._matrix_nodes}
+    assert hook.asked <= wanted if filtered else not hook.asked <= wanted
     # One prediction per layer per evaluation: the prompt's batch, then every sampled token
     # but the last (it is never evaluated).
     evaluations = 1 + result.stats.tokens_out - (result.finish_reason == "length")
