@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
-import logging
 from collections.abc import Iterable
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 NAME_BYTES = 64  # GGML_MAX_NAME, as in eval_filter.c
 
