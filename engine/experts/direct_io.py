@@ -340,16 +340,22 @@ class DirectExpertIO:
         self._slots.release(slot, keep=keep)
         self.evictions_queued[key] -= 1
 
-    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
-        """Put empty memory back under `keys` that the cache no longer wants."""
+    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> int:
+        """Put empty memory back under `keys` that the cache no longer wants; returns how many
+        held a slot. The others' pages mincore saw were a slot passing through (moved away, its
+        old place not yet emptied while the sweep looked): nothing to evict."""
         cpu = time.thread_time()
+        evicted = 0
         with self._lock:
             if self.restored:
-                return
+                return 0
             for key in np.asarray(keys).tolist():
-                if not (self._wanted[key] or self._ensured_at[key] == self.current_stamp):
+                in_use = self._wanted[key] or self._ensured_at[key] == self.current_stamp
+                if not in_use and (self._slot[key] >= 0).any():
                     self._unmap(key)
+                    evicted += 1
             self.counters.cpu_s += time.thread_time() - cpu
+        return evicted
 
     def _unmap(self, key: int) -> None:
         """Map empty memory under `key`'s matrices now (their slots are freed once no read lands in them)."""

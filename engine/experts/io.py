@@ -392,9 +392,10 @@ class ExpertIO:
             with self._lock:
                 np.subtract.at(self.evictions_queued, due, 1)
 
-    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> None:
+    def evict_now(self, keys: np.ndarray, *, again: bool = True) -> int:
         """Evict on the calling thread (the workers' own jobs, the manager's sweep); `again`:
-        and once more later if a read may still be landing."""
+        and once more later if a read may still be landing. Returns how many keys it evicted
+        (all of them: their pages are advised out whatever mincore saw)."""
         if again:
             landing = self.read_done_at[keys] + _LANDING_S
             late = landing > time.perf_counter()
@@ -413,3 +414,4 @@ class ExpertIO:
                     madvise(int(start), int(end), self._pageout)
                 if file_end > file_start:
                     os.posix_fadvise(self._fd, int(file_start), int(file_end - file_start), os.POSIX_FADV_DONTNEED)
+        return len(keys)

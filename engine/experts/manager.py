@@ -44,7 +44,7 @@ from engine.model_info import ModelInfo
 log = logging.getLogger(__name__)
 
 # A sweep (mincore over the whole mapping: about 20 ms for the 4B) runs every 0.25 s while
-# it finds stray pages, and backs off to every 2 s while it finds none.
+# it evicts stray pages, and backs off to every 2 s while it evicts none.
 SWEEP_SECONDS = (0.25, 2.0)
 # pread workers (WILLNEED needs one, to evict): at 1 GiB on the 4B shape, 1, 2 and 4 decoded
 # 3.7, 4.1 and 4.4 tokens/s (the disk serves concurrent reads faster than one at a time).
@@ -579,9 +579,9 @@ class ExpertManager:
         per_key = (cumulative[pages[:, :, 1]] - cumulative[pages[:, :, 0]]).sum(axis=1)
         # Keys the cache let go of while this ran have their evictions queued: not strays.
         stray = np.flatnonzero((per_key > 0) & ~self.cache.resident & (self._io.evictions_queued == 0))
-        self._io.evict_now(stray)
+        evicted = self._io.evict_now(stray)
         shortest, longest = SWEEP_SECONDS
-        self._sweep_interval = shortest if len(stray) else min(longest, self._sweep_interval * 2)
+        self._sweep_interval = shortest if evicted else min(longest, self._sweep_interval * 2)
         total = int(cumulative[-1]) * PAGE + self._copied + self._io.unmapped_bytes
         self._resident = total - int(per_key[stray].sum()) * PAGE
         self._peak = max(self._peak or 0, total)

@@ -290,6 +290,29 @@ def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(sm
         assert engine.expert_stats().unpredicted_reads == 0
 
 
+def test_the_sweep_backs_off_unless_it_evicts_a_slot_the_cache_let_go_of(small_moe_model_path):
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        engine.chat(QUESTION, GREEDY)
+        io, cache = manager._io, manager.cache
+        assert io.wait_idle()
+        shortest, longest = experts_manager.SWEEP_SECONDS
+        manager._sweep_interval = shortest
+        evicted = np.flatnonzero(~cache.resident & (io.evictions_queued == 0))
+        # Pages mincore saw under an expert with no slot there were a slot passing through.
+        assert io.evict_now(evicted[:1]) == 0
+        io.call(manager._sweep)
+        assert io.wait_idle() and manager._sweep_interval == 2 * shortest
+        # A slot under an expert the cache no longer wants is a real stray: evicted, sweep again soon.
+        stray = int(np.flatnonzero(cache.resident)[0])
+        assert (io._slot[stray] >= 0).all() and residency(*io._spans[stray, 0]).all()
+        cache.resident[stray] = False
+        io.call(manager._sweep)
+        assert io.wait_idle() and manager._sweep_interval == shortest
+        assert not residency(*io._spans[stray, 0]).any()
+
+
 def test_where_the_cache_will_serve_most_uses_reads_go_through_the_page_cache_unguessed(small_moe_model_path, tmp_path):
     info = inspect_model(small_moe_model_path)
     experts = expert_map(info)
