@@ -342,8 +342,9 @@ class DirectExpertIO:
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> int:
         """Put empty memory back under `keys` that the cache no longer wants; returns how many
-        held a slot. The others' pages mincore saw were a slot passing through (moved away, its
-        old place not yet emptied while the sweep looked): nothing to evict."""
+        held a slot. Pages mincore saw under a key with no slot were there only while the sweep
+        looked (it runs beside the reads, which move slots and empty their old places): nothing
+        to evict, and the sweep need not come back sooner."""
         cpu = time.thread_time()
         evicted = 0
         with self._lock:
