@@ -115,3 +115,32 @@ def test_the_prediction_benchmark_predicts_and_measures_on_a_small_model(small_m
     assert figures["max_prediction_error"] == abs(row["error"]) and figures["disk_gbps"] > 0
     assert 0 < row["predicted_hit_rate"] <= 1 and 0 < row["measured_hit_rate"] <= 1
     assert figures["usage_source"] and figures["machine"]["cpu"]
+
+
+def test_the_willneed_probe_reads_what_the_kernel_dropped_instead_of_waiting_forever(tmp_path, monkeypatch):
+    import mmap
+    import os
+
+    import numpy as np
+
+    from bench import read_methods
+    from engine.experts.page_control import PAGE, residency
+
+    path = tmp_path / "file"
+    path.write_bytes(os.urandom(64 * PAGE))
+    fd = os.open(path, os.O_RDONLY)
+    mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    try:
+        base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
+        os.fdatasync(fd)  # (dirty pages cannot be dropped)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        ranges = [(0, 8 * PAGE), (32 * PAGE, 8 * PAGE)]
+        if residency(base, base + 40 * PAGE).any():
+            pytest.skip("this filesystem keeps the file in RAM whatever we advise")
+        monkeypatch.setattr(read_methods, "WILLNEED_PATIENCE_S", 0.05)
+        monkeypatch.setattr(os, "posix_fadvise", lambda *args: None)  # a readahead the kernel dropped
+        assert read_methods.read_willneed(fd, ranges, base) == 2
+        assert all(residency(base + offset, base + offset + n).all() for offset, n in ranges)
+    finally:
+        mapped.close()
+        os.close(fd)
