@@ -102,6 +102,13 @@ GATE_ONLY_GUESSES = True
 # direct reads everywhere cut the reads' CPU to a quarter (4B) or a sixth (21B), not the time:
 # 4B at 2 GiB 10.93 against 10.95 tokens/s (four interleaved pairs, 256 tokens), 21B at 8 GiB
 # 2.45/2.12 against 2.29/2.33 (llama.cpp waited 59-60 ms a token against 41-42).
+# Once the hook's calls were trimmed and OpenMP's workers spun longer (GOMP_SPINCOUNT), the same
+# EPYC, 4B at 2 GiB (expected 0.96, real 0.933), 256 tokens, three interleaved runs: DIRECT
+# 13.27/13.28/14.07 against 12.89/12.85/12.27 tokens/s (every pair faster), the reads' CPU 5 ms a
+# token against 15. So DIRECT is used wherever a miss is expected at all; the guesses, which cost
+# more than they hide where the cache serves most uses (see LOOKAHEAD_LAYERS), only where misses
+# will be many.
+DIRECT_BELOW_HIT_RATE = 0.99
 MANY_MISSES_BELOW_HIT_RATE = 0.85
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare or loose, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
@@ -226,9 +233,10 @@ class ExpertManager:
             per_token = experts.n_layer * experts.n_expert_used
             self.seed_uses = (history / history.sum() * tokens * per_token).ravel()
             self.cache.seed(self.seed_uses)
-        many_misses = self.expected_hit_rate() < MANY_MISSES_BELOW_HIT_RATE
+        expected_hit_rate = self.expected_hit_rate()
+        many_misses = expected_hit_rate < MANY_MISSES_BELOW_HIT_RATE
         if read_method is None:
-            read_method = ReadMethod.DIRECT if many_misses else ReadMethod.WILLNEED
+            read_method = ReadMethod.DIRECT if expected_hit_rate < DIRECT_BELOW_HIT_RATE else ReadMethod.WILLNEED
         self.read_method = ReadMethod(read_method)
         if lookahead is None:
             lookahead = LOOKAHEAD_LAYERS if many_misses else 0
