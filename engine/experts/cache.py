@@ -122,13 +122,14 @@ class ExpertCache:
         return access
 
     def admit(self, keys: np.ndarray, pinned: np.ndarray) -> Access:
-        """Make `keys` resident ahead of their use (a speculative read), counting no use.
+        """Make `keys` (distinct, most wanted first) resident ahead of their use (a speculative
+        read), counting no use.
 
         Only what is neither in `keys` nor `pinned` (keys or a bool mask) can be evicted for
-        them, and only while the cache has room beyond the pinned keys: what cannot fit is
-        left out of `misses`.
+        them, and only while the cache has room beyond the pinned keys: what cannot fit (the
+        last of `keys`) is left out of `misses`.
         """
-        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        keys = np.asarray(keys, dtype=np.int64)
         protected = self._mask(keys, pinned)
         present = self.resident[keys]
         room = self.capacity - int(np.count_nonzero(self.resident & protected))

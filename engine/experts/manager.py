@@ -27,7 +27,7 @@ from engine.experts.cache import CachePolicy, ExpertCache
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
 from engine.experts.footprint import ExpertFootprint
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
-from engine.experts.io import ALL_MATRICES, N_MATRICES, ExpertIO, IOCounters, ReadMethod
+from engine.experts.io import N_MATRICES, ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
 from engine.experts.page_control import (
     MADV_PAGEOUT,
@@ -466,30 +466,33 @@ class ExpertManager:
         """
         protected = self._ahead.copy()
         protected[in_use] = True
-        whole = self.map.n_guessed
+        n = self.map.n_expert
         for target, experts in enumerate(guesses, start=layer + 1):
-            if GATE_ONLY_GUESSES and self._io.partial_reads:  # (submitted first: gates are used first)
-                self._guess(layer, target, experts[whole:], protected, (0,))
-            self._guess(layer, target, experts[:whole], protected, ALL_MATRICES)
-
-    def _guess(
-        self, layer: int, target: int, experts: list[int], protected: np.ndarray, matrices: tuple[int, ...]
-    ) -> None:
-        """Pin `experts` of layer `target` in the cache and read `matrices` of the missing ones."""
-        guess = target * self.map.n_expert + np.array(experts, dtype=np.int64)
-        guess = guess[~self._ahead[guess]]
-        if not len(guess):
-            return
-        admitted = self.cache.admit(guess, protected)
-        pinned = np.concatenate((admitted.hits, admitted.misses))
-        self._ahead[pinned] = True
-        protected[pinned] = True
-        if len(admitted.misses):
-            self._ahead_read[admitted.misses] = True
-            self._gate_only[admitted.misses] = matrices != ALL_MATRICES
+            guess = target * n + np.array(experts, dtype=np.int64)
+            guess = guess[~self._ahead[guess]]
+            if not len(guess):
+                continue
+            # One admission for the layer's whole guess (best first: where room is short the
+            # best go in): each cache call costs tens of microseconds on the computing thread.
+            admitted = self.cache.admit(guess, protected)
+            pinned = np.concatenate((admitted.hits, admitted.misses))
+            self._ahead[pinned] = True
+            protected[pinned] = True
+            if not len(admitted.misses):
+                continue
+            misses = admitted.misses
+            self._ahead_read[misses] = True
             self._io.evict(admitted.evicted)
             # Useful until `target`'s own access (this access + the layers in between).
-            self._io.read(admitted.misses, self._stamp + target - layer, speculative=True, matrices=matrices)
+            stamp = self._stamp + target - layer
+            if GATE_ONLY_GUESSES and self._io.partial_reads:
+                below_best = set(guess[self.map.n_guessed :].tolist())  # (a set: np.isin costs ~20 us)
+                lower = np.array([key in below_best for key in misses.tolist()], dtype=bool)
+                self._gate_only[misses[lower]] = True
+                # Gates first: llama.cpp uses them first.
+                self._io.read(misses[lower], stamp, speculative=True, matrices=(0,))
+                misses = misses[~lower]
+            self._io.read(misses, stamp, speculative=True)
 
     def experts_selected(self, layer: int, experts: np.ndarray, *, matrix_calls: bool = False) -> None:
         if self._io is None:

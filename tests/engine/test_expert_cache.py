@@ -145,6 +145,9 @@ def test_admitting_a_read_ahead_never_evicts_pinned_keys_and_skips_what_does_not
     # Everything resident is pinned now: nothing can be brought in for a guess.
     admitted = cache.admit(np.array([12]), pinned=np.array([0, 1, 10, 11]))
     assert len(admitted.misses) == 0 and len(admitted.evicted) == 0 and not cache.resident[12]
+    # Room for one of two guesses: the first named (the best ranked) goes in.
+    admitted = cache.admit(np.array([13, 12]), pinned=np.array([0, 1, 10]))
+    assert list(admitted.misses) == [13] and list(admitted.evicted) == [11]
 
 
 def test_the_running_layer_comes_before_pinned_read_aheads_when_space_runs_out():
