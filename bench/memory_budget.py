@@ -16,7 +16,14 @@ the file, where the cache holds every expert (on the 4B and 21B shapes): the sam
 configuration as ours (router hook, lookahead, file-backed experts) when nothing is evicted.
 
 The bound of a budget, per token, is max(compute, miss bytes / the disk's expert-sized read
-speed of this run); the fraction of the bound is that over the measured time per token. As
+speed of this run); the fraction of the bound is that over the measured time per token. The
+disk's speed is probed right before and right after each budget's cell of ours (direct reads
+of random experts, all in flight at once: the disk's best) and the bound takes their mean: a
+shared virtual disk's speed drifts (0.6 to 1.2 GB/s within an hour here), so the run's first
+probe, half an hour before a cell, can be far off (`fraction_of_run_start_bound_*` keeps that
+figure). Beside the bound, how busy the disk was while ours decoded (`disk_busy_fraction_*`,
+the device's time with a request in flight, and the GB/s it delivered) says directly whether
+the reads kept it working. As
 issue 19 defines it, compute is the same configuration's with nothing evicted, so the
 fraction measures how well reads hide behind compute (`fraction_of_bound_*`); against plain
 llama.cpp's compute (`fraction_of_plain_bound_*`) the manager's own per-layer work counts
@@ -115,7 +122,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
     prompt = engine.encode_conversation([{"role": "user", "content": text}])[-PROMPT_TOKENS:]
     seed = HISTORY_SEED if setup == "history" else SEED
     sampling = SamplingParams(temperature=0.6, top_k=20, top_p=0.95, max_tokens=tokens, seed=seed)
-    resident, sampling_s, decode_from, busy_from = [], 0.0, 0, 0.0
+    resident, sampling_s, decode_from, busy_from, disk_from = [], 0.0, 0, 0.0, None
     first = last = None
     n = 0
     for _chunk in engine.stream_prompt(prompt, sampling):
@@ -123,6 +130,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         n += 1
         if first is None:
             first, busy_from = now, read_methods.machine_busy_seconds()
+            disk_from = read_methods.device_counters(model)
             if engine.experts is not None:  # count the decode only; the prompt warmed the cache
                 engine.experts.reset_stats()
                 decode_from = len(engine.experts.trace)
@@ -131,6 +139,7 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
             resident.append(engine.memory_report().model_resident_bytes)
             sampling_s += time.perf_counter() - now
     machine_cpu = read_methods.machine_busy_seconds() - busy_from
+    disk_to = read_methods.device_counters(model)
     result = {
         "setup": setup,
         "budget_gib": budget_gib,
@@ -142,6 +151,9 @@ def run_cell(model: Path, setup: str, budget_gib: float | None, tokens: int, his
         "machine_cpu_ms_per_token": machine_cpu / max(1, n - 1) * 1e3,
         "peak_resident_bytes": max(r for r in resident if r is not None) if resident[0] is not None else None,
     }
+    if disk_from and disk_to:  # the whole device's, so anything else reading it counts too
+        result["disk_read_gbps_in_decode"] = (disk_to[0] - disk_from[0]) / (last - first) / 1e9
+        result["disk_busy_fraction_in_decode"] = (disk_to[1] - disk_from[1]) / (last - first)
     if engine.experts is not None:
         result.update(expert_figures(engine, decode_from, replays=setup == "ours"))
         if result["manager_peak_resident_bytes"]:
@@ -240,6 +252,9 @@ def nothing_evicted_budget_gib(model: Path) -> float:
     return (inspect_model(model).file_size - (1 << 20)) / GIB
 
 
+PROBE_BYTES = 512 << 20  # each probe of the disk's speed before and after a cell of ours (about a second)
+
+
 def run_child(model: Path, setup: str, budget: float | None, tokens: int, history_dir: Path | None = None) -> dict:
     drop_from_page_cache(model)
     folder = str(history_dir) if history_dir else None
@@ -274,11 +289,25 @@ def summary(cells: list[dict], disk: dict) -> dict:
         if c["budget_gib"] is not None:  # the nothing-evicted cell is listed as unlimited
             excess = max(0.0, c["peak_resident_bytes"] / (c["budget_gib"] * GIB) - 1)
             over[c["setup"]] = max(over.get(c["setup"], 0.0), excess)
-    bound = {b: max(compute, cell("ours", b)["miss_bytes_per_token"] / disk_bps) for b in budgets}
-    plain_bound = {b: max(plain_compute, cell("ours", b)["miss_bytes_per_token"] / disk_bps) for b in budgets}
+    # The disk's speed as the cell ran: the mean of short direct-read probes right before and
+    # after it (the run's first probe can be half an hour away, and this shared virtual disk's
+    # speed drifts by a factor of two over that); the run's first probe where there are none.
+    cell_bps = {
+        b: float(np.mean(cell("ours", b).get("disk_probe_gbps") or [disk["expert_read_gbps"]])) * 1e9 for b in budgets
+    }
+    bound = {b: max(compute, cell("ours", b)["miss_bytes_per_token"] / cell_bps[b]) for b in budgets}
+    plain_bound = {b: max(plain_compute, cell("ours", b)["miss_bytes_per_token"] / cell_bps[b]) for b in budgets}
+    run_start_bound = {b: max(compute, cell("ours", b)["miss_bytes_per_token"] / disk_bps) for b in budgets}
     result = {
         **{f"fraction_of_bound_{b:g}gib": bound[b] * cell("ours", b)["decode_tps"] for b in budgets},
         **{f"fraction_of_plain_bound_{b:g}gib": plain_bound[b] * cell("ours", b)["decode_tps"] for b in budgets},
+        **{
+            f"fraction_of_run_start_bound_{b:g}gib": run_start_bound[b] * cell("ours", b)["decode_tps"] for b in budgets
+        },
+        # Direct evidence of reads keeping the disk busy (the whole device's figures during decode).
+        **{f"disk_busy_fraction_{b:g}gib": cell("ours", b).get("disk_busy_fraction_in_decode") for b in budgets},
+        **{f"disk_read_gbps_in_decode_{b:g}gib": cell("ours", b).get("disk_read_gbps_in_decode") for b in budgets},
+        **{f"disk_probe_gbps_{b:g}gib": cell_bps[b] / 1e9 for b in budgets},
         f"lookahead_speedup_{low:g}gib": ours["decode_tps"] / cell("ours_no_lookahead", low)["decode_tps"],
         "wasted_read_fraction": ours["wasted_read_fraction"],
         f"speed_{low:g}gib_over_no_manager": ours["decode_tps"] / plain["decode_tps"],
@@ -374,7 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         for budget in budgets:
             # Without a budget the set-ups of ours differ in nothing: in memory, no manager.
             for setup in SETUPS if budget is not None else ("ours", "no_manager"):
+                bracketed = setup == "ours" and budget is not None
+                before = read_methods.direct_read_gbps(model, PROBE_BYTES, seed=len(cells)) if bracketed else None
                 cells.append(run_from_history(setup, budget))
+                if before is not None:  # the disk's speed right before and after: the cell's bound
+                    after = read_methods.direct_read_gbps(model, PROBE_BYTES, seed=len(cells) + 1000)
+                    cells[-1]["disk_probe_gbps"] = [x for x in (before, after) if x is not None]
                 print_table(cells[-1:])
     result = summary(cells, disk)
     result["machine"] = machine_figures()

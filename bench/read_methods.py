@@ -168,6 +168,41 @@ def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
     return figures
 
 
+def direct_read_gbps(path: Path, target_bytes: int, seed: int) -> float | None:
+    """GB/s of O_DIRECT reads of random experts' matrices, about `target_bytes` in all, all in
+    flight at once (a second or so: a short look at the disk's speed at this moment, which on a
+    shared virtual disk drifts by a factor of two over half an hour). None where direct reads
+    cannot be used."""
+    if direct_reads_work(path) is not None:
+        return None
+    experts = expert_map(inspect_model(path))
+    n_keys = experts.n_layer * experts.n_expert
+    n = max(1, min(n_keys, -(-target_bytes // experts.expert_bytes)))
+    keys = np.random.default_rng(seed).choice(n_keys, size=n, replace=False)
+    reads = DirectReads(path, [r for key in keys for r in experts.ranges(*divmod(int(key), experts.n_expert))])
+    if not reads.bytes:  # matrices smaller than a page (a tiny test model): nothing to read directly
+        reads.close()
+        return None
+    try:
+        started = time.perf_counter()
+        reads.run()
+        return reads.bytes / (time.perf_counter() - started) / 1e9
+    finally:
+        reads.close()
+
+
+def device_counters(path: Path) -> tuple[int, float] | None:
+    """(bytes read, seconds with a request in flight) so far on the block device holding
+    `path` (/sys/dev/block/MAJOR:MINOR/stat: sectors read, io_ticks); None if unknown."""
+    st = os.stat(path)
+    try:
+        with open(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return None
+    return fields[2] * 512, fields[9] / 1e3
+
+
 def describe(figures: dict, name: str) -> str:
     if figures[f"{name}_gbps"] is None:
         return f"{name}: not available here ({figures[f'{name}_unavailable']})"

@@ -48,11 +48,19 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
         "hit_rate_over_belady",
         "fraction_of_bound_0.009gib",
         "fraction_of_plain_bound_0.009gib",
+        "fraction_of_run_start_bound_0.009gib",
         "lookahead_speedup_0.009gib",
+        "disk_probe_gbps_0.009gib",
     ):
         assert figures[key] > 0
+    # The whole device's activity while ours decoded (a tiny model may be read from the page cache).
+    assert figures["disk_busy_fraction_0.009gib"] >= 0 and figures["disk_read_gbps_in_decode_0.009gib"] >= 0
     ours = next(c for c in figures["cells"] if c["setup"] == "ours" and c["budget_gib"])
     assert ours["history_seeded"]  # an earlier session's expert usage started the cache
+    # The disk's speed probed right before and after the cell: its bound's read time comes from these.
+    assert len(ours["disk_probe_gbps"]) == 2 and figures["disk_probe_gbps_0.009gib"] == pytest.approx(
+        sum(ours["disk_probe_gbps"]) / 2
+    )
     assert figures["disk_gbps"] > 0 and "overlap_efficiency" in figures
     setups = {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager", "ours_nothing_evicted"}
     assert {c["setup"] for c in figures["cells"]} == setups
