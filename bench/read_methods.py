@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from engine.experts.direct_io import direct_reads_work  # noqa: E402
 from engine.experts.linux_aio import AioContext  # noqa: E402
-from engine.experts.map import expert_map  # noqa: E402
+from engine.experts.map import ExpertMap, expert_map  # noqa: E402
 from engine.experts.page_control import (  # noqa: E402
     MADV_POPULATE_WRITE,
     PAGE,
@@ -120,6 +120,11 @@ class DirectReads:
         self._memory.close()
 
 
+def matrix_ranges(experts: ExpertMap, keys: np.ndarray) -> list[tuple[int, int]]:
+    """(file offset, length) of every matrix of the experts numbered `keys` (layer * n_expert + expert)."""
+    return [r for key in keys for r in experts.ranges(*divmod(int(key), experts.n_expert))]
+
+
 def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
     """Figures per method; a method this machine cannot use has None and says why."""
     experts = expert_map(inspect_model(path))
@@ -127,10 +132,7 @@ def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
     n_keys = experts.n_layer * experts.n_expert
     n = min(n_experts, n_keys // len(METHODS))
     keys = rng.choice(n_keys, size=n * len(METHODS), replace=False).reshape(len(METHODS), n)
-    ranges = {
-        name: [r for key in keys[i] for r in experts.ranges(*divmod(int(key), experts.n_expert))]
-        for i, name in enumerate(METHODS)
-    }
+    ranges = {name: matrix_ranges(experts, keys[i]) for i, name in enumerate(METHODS)}
     figures = {"experts": n, "bytes": sum(b for _, b in ranges["pread"])}
     fd = os.open(path, os.O_RDONLY)
     mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
@@ -179,7 +181,7 @@ def direct_read_gbps(path: Path, target_bytes: int, seed: int) -> float | None:
     n_keys = experts.n_layer * experts.n_expert
     n = max(1, min(n_keys, -(-target_bytes // experts.expert_bytes)))
     keys = np.random.default_rng(seed).choice(n_keys, size=n, replace=False)
-    reads = DirectReads(path, [r for key in keys for r in experts.ranges(*divmod(int(key), experts.n_expert))])
+    reads = DirectReads(path, matrix_ranges(experts, keys))
     if not reads.bytes:  # matrices smaller than a page (a tiny test model): nothing to read directly
         reads.close()
         return None
