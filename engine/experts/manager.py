@@ -72,7 +72,14 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # GiB on the 4B lookahead against none 8.96 against 9.54 tokens/s (bench/memory_budget.py, this
 # machine; 11.75 against 12.27 an hour before; 16.99 against 17.54 on an AMD EPYC), the 21B at
 # 8 GiB 2.70 against 2.81 (3.60 against 3.70 on the EPYC), while at 1 GiB 7.28 against 6.49. So
-# guesses are read only where misses will be many (MANY_MISSES_BELOW_HIT_RATE).
+# guesses were read only where misses would be many. Since a guess whose experts are all in the
+# cache is pinned without a cache admission (`_read_ahead`: most guesses, where most uses hit),
+# guessing pays there too: an AMD EPYC (AVX2, 2 cores), interleaved pairs, against no guesses:
+# the 4B at 2 GiB (expected hit rate 0.96), 256 tokens, 15.44/14.45/13.90/14.16 against 12.91/
+# 12.56/13.37/12.77 tokens/s, llama.cpp waiting 3.1-3.5 ms a token against 8.3-9.0 (3% of the
+# bytes read wasted); the 21B at 8 GiB (0.90), 96 tokens, 2.87/3.22 against 2.55/3.06, waiting
+# 30-33 ms a token against 74-76. So guesses go wherever misses are expected at all
+# (GUESSES_BELOW_HIT_RATE; not measured between 0.96 and 0.99).
 LOOKAHEAD_LAYERS = 1
 # With DIRECT reads a guess's lower half (the experts ranked below n_guessed) has its gate
 # matrix read ahead, the up and down only once the layer's router confirms it: llama.cpp
@@ -105,11 +112,10 @@ GATE_ONLY_GUESSES = True
 # Once the hook's calls were trimmed and OpenMP's workers spun longer (GOMP_SPINCOUNT), the same
 # EPYC, 4B at 2 GiB (expected 0.96, real 0.933), 256 tokens, three interleaved runs: DIRECT
 # 13.27/13.28/14.07 against 12.89/12.85/12.27 tokens/s (every pair faster), the reads' CPU 5 ms a
-# token against 15. So DIRECT is used wherever a miss is expected at all; the guesses, which cost
-# more than they hide where the cache serves most uses (see LOOKAHEAD_LAYERS), only where misses
-# will be many.
+# token against 15. So DIRECT is used wherever a miss is expected at all, and the guesses below
+# GUESSES_BELOW_HIT_RATE (see LOOKAHEAD_LAYERS: 0.85 until guesses that all hit became cheap).
 DIRECT_BELOW_HIT_RATE = 0.99
-MANY_MISSES_BELOW_HIT_RATE = 0.85
+GUESSES_BELOW_HIT_RATE = 0.97
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare or loose, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
@@ -234,12 +240,12 @@ class ExpertManager:
             self.seed_uses = (history / history.sum() * tokens * per_token).ravel()
             self.cache.seed(self.seed_uses)
         expected_hit_rate = self.expected_hit_rate()
-        many_misses = expected_hit_rate < MANY_MISSES_BELOW_HIT_RATE
+        guessing = expected_hit_rate < GUESSES_BELOW_HIT_RATE
         if read_method is None:
             read_method = ReadMethod.DIRECT if expected_hit_rate < DIRECT_BELOW_HIT_RATE else ReadMethod.WILLNEED
         self.read_method = ReadMethod(read_method)
         if lookahead is None:
-            lookahead = LOOKAHEAD_LAYERS if many_misses else 0
+            lookahead = LOOKAHEAD_LAYERS if guessing else 0
         self.lookahead = lookahead if prefetch else 0
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
@@ -464,14 +470,23 @@ class ExpertManager:
         Exact reads stay ahead of these in the I/O queues; a guess never evicts what this
         layer uses or what was read ahead for another layer still to run.
         """
-        protected = self._ahead.copy()
-        protected[in_use] = True
+        protected = None
         n = self.map.n_expert
+        ahead, resident = self._ahead, self.cache.resident
         for target, experts in enumerate(guesses, start=layer + 1):
-            guess = target * n + np.array(experts, dtype=np.int64)
-            guess = guess[~self._ahead[guess]]
-            if not len(guess):
+            first = target * n
+            guess = [first + e for e in experts if not ahead[first + e]]  # (Python: a few keys)
+            if not guess:
                 continue
+            if all(resident[key] for key in guess):  # all hits: pinned, nothing to admit or read
+                ahead[guess] = True
+                if protected is not None:
+                    protected[guess] = True
+                continue
+            if protected is None:
+                protected = ahead.copy()
+                protected[in_use] = True
+            guess = np.array(guess, dtype=np.int64)
             # One admission for the layer's whole guess (best first: where room is short the
             # best go in): each cache call costs tens of microseconds on the computing thread.
             admitted = self.cache.admit(guess, protected)

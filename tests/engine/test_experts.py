@@ -244,6 +244,37 @@ def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_p
     assert checked and all(checked)
 
 
+def test_a_guess_that_would_all_hit_is_pinned_without_a_cache_admission(small_moe_model_path, monkeypatch):
+    # Room for most experts: many guesses all hit, some do not.
+    config, _ = _budget_config(small_moe_model_path, 0.8, expert_lookahead=1, expert_read_method=ReadMethod.DIRECT)
+    all_hits, admitted = [], []
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        cache, read_ahead, admit = manager.cache, manager._read_ahead, manager.cache.admit
+        n = manager.map.n_expert
+
+        def recording_admit(keys, pinned):
+            admitted.append(keys.tolist())
+            return admit(keys, pinned)
+
+        def checking(layer, in_use, guesses):
+            keys = [(layer + 1) * n + e for e in guesses[0] if not manager._ahead[(layer + 1) * n + e]]
+            hits = bool(keys) and bool(cache.resident[keys].all())
+            before = len(admitted)
+            read_ahead(layer, in_use, guesses)
+            assert manager._ahead[[(layer + 1) * n + e for e in guesses[0]]].all()  # every guess pinned
+            if hits:  # nothing to read: no admission (tens of microseconds on the computing thread)
+                assert len(admitted) == before
+                all_hits.append(layer)
+            elif keys:
+                assert admitted[before:] == [keys]
+
+        monkeypatch.setattr(cache, "admit", recording_admit)
+        monkeypatch.setattr(manager, "_read_ahead", checking)
+        engine.chat(QUESTION, GREEDY)
+    assert all_hits and admitted  # both kinds of guess were seen
+
+
 @pytest.mark.parametrize(
     ("prefetch", "lookahead", "method"), [(False, 0, ReadMethod.PREAD)] + [(True, *s) for s in READ_SET_UPS]
 )
@@ -325,11 +356,11 @@ def test_reads_go_direct_where_any_use_should_miss_and_are_guessed_where_many_sh
     # direct reads, no guesses), and always (the page cache).
     history = history_file(tmp_path, info)
     usage = np.ones((experts.n_layer, experts.n_expert), dtype=np.int64)
-    usage.ravel()[: cold.cache.capacity] = 100
+    usage.ravel()[: cold.cache.capacity] = 200
     save_history(history, None, usage, experts.n_expert_used)
     warm = experts_manager.ExpertManager(info, experts, budget, history_path=history)
     expected = warm.expected_hit_rate()
-    assert experts_manager.MANY_MISSES_BELOW_HIT_RATE < expected < experts_manager.DIRECT_BELOW_HIT_RATE
+    assert experts_manager.GUESSES_BELOW_HIT_RATE < expected < experts_manager.DIRECT_BELOW_HIT_RATE
     assert warm.read_method is ReadMethod.DIRECT and warm.lookahead == 0
     usage.ravel()[: cold.cache.capacity] = 100_000
     save_history(history, None, usage, experts.n_expert_used)
