@@ -175,6 +175,9 @@ class DirectExpertIO:
             self._jobs[job] = (key, matrix)
             self._job_of[key, matrix] = job
             self._matrices_left[key] += 1
+            # Counted now: the disk reads it even if the key is let go of before it lands (a
+            # wrong guess whose target layer has run, counted as wasted then).
+            self._key_bytes[key] += nbytes
             reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
         self._placed[key] = matrices == ALL_MATRICES or bool(((self._slot[key] >= 0) | (self._sizes[key] == 0)).all())
         return reads
@@ -215,6 +218,7 @@ class DirectExpertIO:
             landed_in = self._landing.pop(job, None)
             if landed_in is not None:  # its key was evicted meanwhile: the slot is free now
                 self._slots.release(landed_in)
+                self.counters.bytes_read += max(0, result)  # (read all the same)
                 continue
             del self._job_of[key, matrix]
             nbytes = int(self._sizes[key, matrix])
@@ -224,7 +228,6 @@ class DirectExpertIO:
                     log.warning("a direct read of an expert returned %s; reading it with pread", result)
                 result = self._read_buffered(key, matrix)
             self.counters.bytes_read += result
-            self._key_bytes[key] += result
             self._matrices_left[key] -= 1
             if self._matrices_left[key] == 0:
                 self.read_done_at[key] = now

@@ -227,6 +227,28 @@ def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_
     assert not any(p.any() for p in pages)
 
 
+def test_a_direct_read_counts_as_read_even_when_its_expert_is_let_go_of_before_it_lands(small_moe_model_path):
+    # A wrong guess is often let go of while its read is still in flight: the disk reads it
+    # all the same, so its bytes count as read (and as wasted), not as nothing.
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        io, wanted = manager._io, manager.cache.resident
+        engine.chat(QUESTION, GREEDY)
+        assert io.wait_idle()
+        key = next(k for k in np.flatnonzero(~wanted).tolist() if (io._slot[k] < 0).all() and (k, 0) not in io._loose)
+        nbytes = int(io._sizes[key].sum())
+        before = io.counters.bytes_read
+        wanted[key] = True  # as the cache does when it admits a guess
+        io.read(np.array([key]), speculative=True)
+        wanted[key] = False  # and when it lets the guess go
+        io.evict(np.array([key]))
+        assert io.bytes_read_for(np.array([key])) == nbytes
+        while io._landing:  # the disk still writes into the slots: they are freed as the reads land
+            io._collect(1)
+        assert io.counters.bytes_read - before == nbytes
+
+
 def test_a_read_ahead_never_evicts_what_the_running_layer_uses(small_moe_model_path, monkeypatch):
     config, _ = _budget_config(small_moe_model_path, 0.3, expert_lookahead=3)
     checked = []
