@@ -76,10 +76,11 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # cache is pinned without a cache admission (`_read_ahead`: most guesses, where most uses hit),
 # guessing pays there too: an AMD EPYC (AVX2, 2 cores), interleaved pairs, against no guesses:
 # the 4B at 2 GiB (expected hit rate 0.96), 256 tokens, 15.44/14.45/13.90/14.16 against 12.91/
-# 12.56/13.37/12.77 tokens/s, llama.cpp waiting 3.1-3.5 ms a token against 8.3-9.0 (3% of the
-# bytes read wasted); the 21B at 8 GiB (0.90), 96 tokens, 2.87/3.22 against 2.55/3.06, waiting
-# 30-33 ms a token against 74-76. So guesses go wherever misses are expected at all
-# (GUESSES_BELOW_HIT_RATE; not measured between 0.96 and 0.99).
+# 12.56/13.37/12.77 tokens/s, llama.cpp waiting 3.1-3.5 ms a token against 8.3-9.0; 512 tokens
+# 14.60/14.47/14.83 against 12.94/12.91/13.14 (6% of the bytes read wasted); the 21B at 8 GiB
+# (0.90), 96 tokens, 2.87/3.22 against 2.55/3.06, waiting 30-33 ms a token against 74-76. So
+# guesses go wherever misses are expected at all (GUESSES_BELOW_HIT_RATE; not measured between
+# 0.96 and 0.99).
 LOOKAHEAD_LAYERS = 1
 # With DIRECT reads a guess's lower half (the experts ranked below n_guessed) has its gate
 # matrix read ahead, the up and down only once the layer's router confirms it: llama.cpp
