@@ -471,9 +471,10 @@ class ExpertManager:
         Exact reads stay ahead of these in the I/O queues; a guess never evicts what this
         layer uses or what was read ahead for another layer still to run.
         """
-        protected = None
-        n = self.map.n_expert
         ahead, resident = self._ahead, self.cache.resident
+        protected = ahead.copy()
+        protected[in_use] = True
+        n = self.map.n_expert
         for target, experts in enumerate(guesses, start=layer + 1):
             first = target * n
             guess = [first + e for e in experts if not ahead[first + e]]  # (Python: a few keys)
@@ -481,18 +482,14 @@ class ExpertManager:
                 continue
             if all(resident[key] for key in guess):  # all hits: pinned, nothing to admit or read
                 ahead[guess] = True
-                if protected is not None:
-                    protected[guess] = True
+                protected[guess] = True
                 continue
-            if protected is None:
-                protected = ahead.copy()
-                protected[in_use] = True
             guess = np.array(guess, dtype=np.int64)
             # One admission for the layer's whole guess (best first: where room is short the
             # best go in): each cache call costs tens of microseconds on the computing thread.
             admitted = self.cache.admit(guess, protected)
             pinned = np.concatenate((admitted.hits, admitted.misses))
-            self._ahead[pinned] = True
+            ahead[pinned] = True
             protected[pinned] = True
             if not len(admitted.misses):
                 continue
