@@ -38,9 +38,9 @@ session would have had, starting cold, is replayed from the same trace and repor
 Ours, ours without lookahead and the nothing-evicted cell (the bound's compute) are run
 `--repeats` times (3), interleaved, their order alternating: the figures comparing ours with
 itself differ by 5-15% where single runs of one build on a shared virtual machine swing
-10-15%. A set-up's figures are those of its median run; the lookahead speedup is the median of the ratios within each repeat's pair
-(run one right after the other), and the fraction of the bound the median of each run of
-ours against its own bound (its probes, its misses).
+10-15%. A set-up's figures are those of its median run; the lookahead speedup is the median
+of the ratios within each repeat's pair (run one right after the other), and the fraction of
+the bound the median of each run of ours against its own bound (its probes, its misses).
 
 Each cell runs in a child process, starting with the file dropped from the page cache.
 Cells decode 512 tokens: the best static choice is picked with hindsight on the very
@@ -382,7 +382,8 @@ def print_table(cells: list[dict]) -> None:
         miss = f"{c['miss_bytes_per_token'] / 1e6:.1f}" if "miss_bytes_per_token" in c else "-"
         io_cpu = f"{c['io_cpu_ms_per_token']:.1f}" if "io_cpu_ms_per_token" in c else "-"
         wasted = f"{c['wasted_read_fraction']:.3f}" if "wasted_read_fraction" in c else "-"
-        setup = f"{c['setup']} #{c['repeat'] + 1}" if c["setup"] in (*REPEATED, NOTHING_EVICTED) else c["setup"]
+        repeated = c["setup"] == NOTHING_EVICTED or (c["setup"] in REPEATED and c["budget_gib"] is not None)
+        setup = f"{c['setup']} #{c['repeat'] + 1}" if repeated else c["setup"]
         print(
             f"{budget:>9} {setup:<24} {c['decode_tps']:7.2f} {peak:>9} {hit:>9} {miss:>12} "
             f"{c['machine_cpu_ms_per_token']:>11.1f} {io_cpu:>8} {wasted:>7}",
