@@ -331,6 +331,7 @@ def summary(cells: list[dict], disk: dict) -> dict:
         return float(np.median(known)) if known else None
 
     fraction = {b: fractions(b, compute, probed_bps) for b in budgets}
+    hidden = {b: reads_hidden(b) for b in budgets}
     plain_fraction = {b: fractions(b, plain_compute, probed_bps) for b in budgets}
     run_start_fraction = {b: fractions(b, compute, lambda _c: disk_bps) for b in budgets}
     cell_bps = {b: float(np.mean([probed_bps(c) for c in runs("ours", b)])) for b in budgets}
@@ -357,8 +358,8 @@ def summary(cells: list[dict], disk: dict) -> dict:
         "hit_rate_over_static_oracle": ours["hit_rate"] / ours["static_oracle"],
         "first_session_hit_rate_over_static_oracle": ours["first_session_hit_rate"] / ours["static_oracle"],
         "hit_rate_over_belady": ours["hit_rate"] / ours["belady"],
-        **{f"reads_hidden_fraction_{b:g}gib": median(reads_hidden(b)) for b in budgets},
-        **{f"reads_hidden_fraction_{b:g}gib_by_repeat": reads_hidden(b) for b in budgets},
+        **{f"reads_hidden_fraction_{b:g}gib": median(hidden[b]) for b in budgets},
+        **{f"reads_hidden_fraction_{b:g}gib_by_repeat": hidden[b] for b in budgets},
         "max_over_budget": over["ours"],
         f"speed_{low:g}gib_over_unlimited": ours["decode_tps"] / unlimited["decode_tps"],
         **disk,
