@@ -198,6 +198,10 @@ def expert_figures(engine: Engine, decode_from: int, *, replays: bool) -> dict:
         "speculative_reads_per_token": stats.speculative_reads / per,
         "misses_read_ahead_per_token": stats.misses_read_ahead / per,
         "wasted_read_fraction": stats.wasted_read_fraction,
+        # Decode tokens run with guesses, where the manager chooses by their measured times.
+        "guessed_token_share": stats.guessed_tokens / max(1, stats.guessed_tokens + stats.unguessed_tokens),
+        "guessed_ms_per_token": stats.guessed_ms_per_token,
+        "unguessed_ms_per_token": stats.unguessed_ms_per_token,
         "hot_quarter_share": float(usage[: len(usage) // 4].sum() / max(1, usage.sum())),
     }
     if replays:  # once per budget
@@ -251,6 +255,11 @@ def disk_read_speed(path: Path, expert_bytes: int) -> dict:
         os.close(fd)
     drop_from_page_cache(path)
     return {"disk_gbps": sequential / 1e9, "disk_random_expert_gbps": random_reads / 1e9}
+
+
+def _arm_speedup(cell: dict) -> float | None:
+    guessed, unguessed = cell.get("guessed_ms_per_token"), cell.get("unguessed_ms_per_token")
+    return unguessed / guessed if guessed and unguessed else None
 
 
 def nothing_evicted_budget_gib(model: Path) -> float:
@@ -354,6 +363,10 @@ def summary(cells: list[dict], disk: dict) -> dict:
         f"lookahead_speedup_{low:g}gib": float(np.median(lookahead_speedups)),
         f"lookahead_speedup_{low:g}gib_by_repeat": lookahead_speedups,
         "wasted_read_fraction": ours["wasted_read_fraction"],
+        # How ours chose (guess_choice.py): its share of decode tokens with guesses, and within its
+        # median run the tokens without guesses' mean time over those with them.
+        **{f"guessed_token_share_{b:g}gib": cell("ours", b).get("guessed_token_share") for b in budgets},
+        **{f"guess_arm_speedup_{b:g}gib": _arm_speedup(cell("ours", b)) for b in budgets},
         f"speed_{low:g}gib_over_no_manager": ours["decode_tps"] / plain["decode_tps"],
         "hit_rate_over_static_oracle": ours["hit_rate"] / ours["static_oracle"],
         "first_session_hit_rate_over_static_oracle": ours["first_session_hit_rate"] / ours["static_oracle"],

@@ -26,6 +26,7 @@ from engine.errors import EngineError
 from engine.experts.cache import CachePolicy, ExpertCache
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
 from engine.experts.footprint import ExpertFootprint
+from engine.experts.guess_choice import GuessChoice
 from engine.experts.history import PRIOR_TOKENS, history_tokens, load_history, save_history
 from engine.experts.io import N_MATRICES, ExpertIO, IOCounters, ReadMethod
 from engine.experts.map import EXPERT_TENSORS, ExpertMap
@@ -80,7 +81,9 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # 14.60/14.47/14.83 against 12.94/12.91/13.14 (6% of the bytes read wasted); the 21B at 8 GiB
 # (0.90), 96 tokens, 2.87/3.22 against 2.55/3.06, waiting 30-33 ms a token against 74-76. So
 # guesses go wherever misses are expected at all (GUESSES_BELOW_HIT_RATE; not measured between
-# 0.96 and 0.99).
+# 0.96 and 0.99). Whether they pay also depends on the disk's speed against the compute, so
+# where guesses go by default, each decode token's guessing is then chosen by measurement
+# (guess_choice.py).
 LOOKAHEAD_LAYERS = 1
 # With DIRECT reads a guess's lower half (the experts ranked below n_guessed) has its gate
 # matrix read ahead, the up and down only once the layer's router confirms it: llama.cpp
@@ -151,6 +154,12 @@ class ExpertStats:
     speculative_reads: int  # experts read ahead for a later layer
     misses_read_ahead: int  # of the misses, those a speculative read had already started
     wasted_bytes: int  # read ahead for a layer that then did not use them (bytes really read)
+    # Decode tokens run with guesses and without (where the manager chooses, see
+    # guess_choice.py; else all of one kind), and their mean time from layer 0 to the last.
+    guessed_tokens: int
+    unguessed_tokens: int
+    guessed_ms_per_token: float | None
+    unguessed_ms_per_token: float | None
     wait_s: float  # llama.cpp kept waiting in the hook for reads
     read_busy_s: float  # wall time with reads outstanding
     io_cpu_s: float  # CPU time issuing reads and evicting (I/O threads and the hook's read calls)
@@ -212,7 +221,9 @@ class ExpertManager:
         """`history_path`: this model's expert usage history (engine/experts/history.py): the
         cache starts from it, and `close` adds this session's selections to it. `lookahead`:
         how many later layers' experts are guessed and read ahead (decode only; 0: none);
-        None for it or `read_method`: the measured defaults above (both by `expected_hit_rate`)."""
+        None for it or `read_method`: the measured defaults above (both by `expected_hit_rate`),
+        and where guesses may pay, whether to guess is then decided while decoding
+        (guess_choice.py)."""
         if budget_bytes < minimum_budget(info):
             need = minimum_budget(info) / 2**30
             raise BudgetTooSmallError(
@@ -245,9 +256,14 @@ class ExpertManager:
         if read_method is None:
             read_method = ReadMethod.DIRECT if expected_hit_rate < DIRECT_BELOW_HIT_RATE else ReadMethod.WILLNEED
         self.read_method = ReadMethod(read_method)
+        # Guessing on this machine is measured against not guessing, unless asked for or against.
+        self.guess_choice = GuessChoice() if lookahead is None and guessing and prefetch else None
         if lookahead is None:
             lookahead = LOOKAHEAD_LAYERS if guessing else 0
-        self.lookahead = lookahead if prefetch else 0
+        self.guess_layers = lookahead if prefetch else 0  # when guessing
+        self.lookahead = self.guess_layers  # for the token being computed (the router hook reads it)
+        self._token_started: float | None = None  # the decode token's layer 0 (guess_choice)
+        self._tokens_timed = {True: [0, 0.0], False: [0, 0.0]}  # guessing -> [tokens, seconds] since reset_stats
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session
@@ -407,9 +423,12 @@ class ExpertManager:
             self._counts["evaluations"] += 1
             self._adjust_capacity()
             now = time.perf_counter()
+            self._token_started = now if len(experts) == 1 else None  # (a prompt batch's is not timed)
             if now - self._last_sweep > self._sweep_interval:
                 self._last_sweep = now
                 self._io.call(self._sweep)
+        elif layer == self.map.n_layer - 1 and self._token_started is not None:
+            self._token_timed(time.perf_counter() - self._token_started)
         self._predicted[layer] = experts
         if len(experts) == 1:  # decode: each expert used once (the cheap path: numpy calls cost microseconds)
             chosen, uses = np.flatnonzero(experts[0]), None
@@ -444,6 +463,17 @@ class ExpertManager:
         if guesses:
             self._read_ahead(layer, keys, guesses)
         self._io.settle()
+
+    def _token_timed(self, seconds: float) -> None:
+        """A decode token reached its last layer (which has no later layer to guess for): count
+        its time, and choose whether the next token guesses."""
+        self._token_started = None
+        timed = self._tokens_timed[self.lookahead > 0]
+        timed[0] += 1
+        timed[1] += seconds
+        if self.guess_choice is not None:
+            self.guess_choice.token_done(seconds)
+            self.lookahead = self.guess_layers if self.guess_choice.guessing else 0
 
     def _end_read_ahead(self, layer: int, used: np.ndarray) -> None:
         """`layer` runs now: its experts read ahead are no longer pinned; unused ones were wasted."""
@@ -626,11 +656,15 @@ class ExpertManager:
             hits=c["hits"],
             misses=c["misses"],
             bytes_read=io.counters.bytes_read if io else 0,
-            lookahead=self.lookahead,
+            lookahead=self.guess_layers,
             exact_reads=io.counters.exact_keys if io else 0,
             speculative_reads=io.counters.speculative_keys if io else 0,
             misses_read_ahead=c["read_ahead"],
             wasted_bytes=c["wasted_bytes"],
+            guessed_tokens=self._tokens_timed[True][0],
+            unguessed_tokens=self._tokens_timed[False][0],
+            guessed_ms_per_token=_mean_ms(*self._tokens_timed[True]),
+            unguessed_ms_per_token=_mean_ms(*self._tokens_timed[False]),
             wait_s=c["wait_s"],
             read_busy_s=io.counters.busy_s if io else 0.0,
             io_cpu_s=io.counters.cpu_s if io else 0.0,
@@ -652,7 +686,12 @@ class ExpertManager:
             self._counts[key] = 0
         self._leads.clear()
         self._late.clear()
+        self._tokens_timed = {True: [0, 0.0], False: [0, 0.0]}
         self._usage_at_reset = self._usage.copy()
         if self._io is not None:
             self._io.counters = IOCounters()
         self._peak = self._resident
+
+
+def _mean_ms(tokens: int, seconds: float) -> float | None:
+    return seconds / tokens * 1e3 if tokens else None

@@ -105,6 +105,12 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     assert (figures["bound_compute_from"] == "ours_nothing_evicted") == holds_all
     assert figures["compute_ms_per_token"] == pytest.approx(1e3 / source["decode_tps"])
     assert 0 <= figures["wasted_read_fraction"] < 1
+    # Whether ours guessed, token by token (engine/experts/guess_choice.py); without lookahead never.
+    assert figures["guessed_token_share_0.009gib"] == ours["guessed_token_share"]
+    assert all(c["guessed_token_share"] == 0 and c["guessed_ms_per_token"] is None for c in runs("ours_no_lookahead"))
+    assert figures["guess_arm_speedup_0.009gib"] == pytest.approx(
+        ours["unguessed_ms_per_token"] / ours["guessed_ms_per_token"]
+    )
     assert figures["read_methods"]["willneed_gbps"] > 0 and figures["read_methods"]["direct_gbps"] > 0
     # /proc/stat counts CPU in 10 ms ticks: a tiny model's reads can honestly cost 0 of them
     assert figures["read_methods"]["pread_cpu_s_per_gb"] >= 0

@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
-from engine.experts import direct_io, slots
+from engine.experts import direct_io, guess_choice, slots
 from engine.experts import io as expert_io
 from engine.experts import manager as experts_manager
 from engine.experts.direct_io import DirectExpertIO, direct_reads_work
@@ -374,6 +374,7 @@ def test_reads_go_direct_where_any_use_should_miss_and_are_guessed_where_many_sh
     assert cold.expected_hit_rate() == pytest.approx(cold.cache.capacity / cold.cache.n_keys)
     assert cold.read_method is ReadMethod.DIRECT  # 0.3 of the experts, used alike: most uses miss
     assert cold.lookahead == experts_manager.LOOKAHEAD_LAYERS
+    assert cold.guess_choice is not None  # and whether guesses pay is measured while decoding
     # Histories in which the experts that fit were used nearly always (a few misses expected:
     # direct reads, no guesses), and always (the page cache).
     history = history_file(tmp_path, info)
@@ -383,7 +384,7 @@ def test_reads_go_direct_where_any_use_should_miss_and_are_guessed_where_many_sh
     warm = experts_manager.ExpertManager(info, experts, budget, history_path=history)
     expected = warm.expected_hit_rate()
     assert experts_manager.GUESSES_BELOW_HIT_RATE < expected < experts_manager.DIRECT_BELOW_HIT_RATE
-    assert warm.read_method is ReadMethod.DIRECT and warm.lookahead == 0
+    assert warm.read_method is ReadMethod.DIRECT and warm.lookahead == 0 and warm.guess_choice is None
     usage.ravel()[: cold.cache.capacity] = 100_000
     save_history(history, None, usage, experts.n_expert_used)
     hot = experts_manager.ExpertManager(info, experts, budget, history_path=history)
@@ -392,6 +393,34 @@ def test_reads_go_direct_where_any_use_should_miss_and_are_guessed_where_many_sh
     roomy = experts_manager.ExpertManager(info, experts, info.file_size + (8 << 20))  # room for every expert
     assert roomy.expected_hit_rate() > experts_manager.DIRECT_BELOW_HIT_RATE
     assert roomy.read_method is ReadMethod.WILLNEED
+
+
+def test_where_guesses_may_pay_decode_tokens_are_run_with_them_and_without_and_timed(small_moe_model_path):
+    config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
+    reference = _reference_answer(small_moe_model_path)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        assert manager.guess_choice is not None  # no history: most uses should miss
+        hook_saw = []  # the lookahead the router hook read for each decode token's layer 0
+        predicted = manager.experts_predicted
+
+        def noting_lookahead(layer, experts, *args):
+            if layer == 0 and len(experts) == 1:
+                hook_saw.append(manager.lookahead)
+            predicted(layer, experts, *args)
+
+        manager.experts_predicted = noting_lookahead
+        answer = engine.chat(QUESTION, GREEDY)
+        stats = engine.expert_stats()
+    assert answer.text == reference
+    decoded = stats.guessed_tokens + stats.unguessed_tokens
+    assert decoded == len(hook_saw) == answer.stats.tokens_out - 1  # the first token comes from the prompt
+    # 23 tokens: the trial epochs, guessing and not in turn.
+    epochs = guess_choice.EPOCH_TOKENS
+    assert hook_saw[: 4 * epochs] == [1] * epochs + [0] * epochs + [1] * epochs + [0] * epochs
+    assert stats.guessed_tokens == hook_saw.count(1) and stats.unguessed_tokens == hook_saw.count(0)
+    assert stats.guessed_ms_per_token > 0 and stats.unguessed_ms_per_token > 0
+    assert stats.speculative_reads > 0 and stats.lookahead == experts_manager.LOOKAHEAD_LAYERS
 
 
 def _reference_answer(path) -> str:
