@@ -319,8 +319,11 @@ def summary(cells: list[dict], disk: dict) -> dict:
     def probed_bps(c):
         return float(np.mean(c.get("disk_probe_gbps") or [disk["expert_read_gbps"]])) * 1e9
 
+    def miss_read_s(c, bps_of):
+        return c["miss_bytes_per_token"] / bps_of(c)
+
     def bounds(b, compute_s, bps_of):
-        return [max(compute_s, c["miss_bytes_per_token"] / bps_of(c)) for c in runs("ours", b)]
+        return [max(compute_s, miss_read_s(c, bps_of)) for c in runs("ours", b)]
 
     def fractions(b, compute_s, bps_of):
         return [bound * c["decode_tps"] for bound, c in zip(bounds(b, compute_s, bps_of), runs("ours", b), strict=True)]
@@ -331,7 +334,7 @@ def summary(cells: list[dict], disk: dict) -> dict:
         the manager's own work on the computing thread; this does not. None: nothing missed."""
         shares = []
         for c in runs("ours", b):
-            read_s = c["miss_bytes_per_token"] / probed_bps(c)
+            read_s = miss_read_s(c, probed_bps)
             shares.append(1 - c["wait_ms_per_token"] / 1e3 / read_s if read_s > 0 else None)
         return shares
 

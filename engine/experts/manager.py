@@ -263,7 +263,6 @@ class ExpertManager:
         self.guess_layers = lookahead if prefetch else 0  # when guessing
         self.lookahead = self.guess_layers  # for the token being computed (the router hook reads it)
         self._token_started: float | None = None  # the decode token's layer 0 (guess_choice)
-        self._tokens_timed = {True: [0, 0.0], False: [0, 0.0]}  # guessing -> [tokens, seconds] since reset_stats
         self.trace: list[np.ndarray] | None = None  # set to [] to record the keys of each access
         self.trace_uses: list[np.ndarray] = []  # and how many tokens used each
         self._usage = np.zeros((experts.n_layer, experts.n_expert), dtype=np.int64)  # the whole session
@@ -292,6 +291,11 @@ class ExpertManager:
             "wasted_bytes": 0,
             "wait_s": 0.0,
             "unpredicted": 0,
+            # Decode tokens timed from layer 0 to the last, with guesses and without.
+            "guessed_tokens": 0,
+            "guessed_s": 0.0,
+            "unguessed_tokens": 0,
+            "unguessed_s": 0.0,
         }
         self._io: ExpertIO | None = None
         self._mapping: FileMapping | None = None
@@ -468,9 +472,9 @@ class ExpertManager:
         """A decode token reached its last layer (which has no later layer to guess for): count
         its time, and choose whether the next token guesses."""
         self._token_started = None
-        timed = self._tokens_timed[self.lookahead > 0]
-        timed[0] += 1
-        timed[1] += seconds
+        arm = "guessed" if self.lookahead > 0 else "unguessed"
+        self._counts[f"{arm}_tokens"] += 1
+        self._counts[f"{arm}_s"] += seconds
         if self.guess_choice is not None:
             self.guess_choice.token_done(seconds)
             self.lookahead = self.guess_layers if self.guess_choice.guessing else 0
@@ -661,10 +665,10 @@ class ExpertManager:
             speculative_reads=io.counters.speculative_keys if io else 0,
             misses_read_ahead=c["read_ahead"],
             wasted_bytes=c["wasted_bytes"],
-            guessed_tokens=self._tokens_timed[True][0],
-            unguessed_tokens=self._tokens_timed[False][0],
-            guessed_ms_per_token=_mean_ms(*self._tokens_timed[True]),
-            unguessed_ms_per_token=_mean_ms(*self._tokens_timed[False]),
+            guessed_tokens=c["guessed_tokens"],
+            unguessed_tokens=c["unguessed_tokens"],
+            guessed_ms_per_token=_mean_ms(c["guessed_tokens"], c["guessed_s"]),
+            unguessed_ms_per_token=_mean_ms(c["unguessed_tokens"], c["unguessed_s"]),
             wait_s=c["wait_s"],
             read_busy_s=io.counters.busy_s if io else 0.0,
             io_cpu_s=io.counters.cpu_s if io else 0.0,
@@ -686,7 +690,6 @@ class ExpertManager:
             self._counts[key] = 0
         self._leads.clear()
         self._late.clear()
-        self._tokens_timed = {True: [0, 0.0], False: [0, 0.0]}
         self._usage_at_reset = self._usage.copy()
         if self._io is not None:
             self._io.counters = IOCounters()
