@@ -48,6 +48,10 @@ class _Event(ctypes.Structure):
     _fields_ = [("data", ctypes.c_uint64), ("obj", ctypes.c_uint64), ("res", ctypes.c_int64), ("res2", ctypes.c_int64)]
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
 def _libc():
     if not sys.platform.startswith("linux") or platform.machine() not in _SYSCALLS:
         return None
@@ -71,6 +75,11 @@ class AioContext:
         self.max_events = max_events
         self.in_flight = 0
 
+    @property
+    def context_id(self) -> int:
+        """The kernel's id of this context (for another thread's io_submit: map_queue.c)."""
+        return self._ctx.value
+
     def submit(self, reads: list[tuple[int, int, int, int, int]]) -> int:
         """Start reads of (data, fd, address, nbytes, file offset); returns how many the kernel
         took (fewer when its queue is full: reap some, then submit the rest)."""
@@ -90,13 +99,17 @@ class AioContext:
             self.in_flight += n
         return done
 
-    def reap(self, min_done: int = 0) -> list[tuple[int, int]]:
-        """Completed reads as (data, bytes read or -errno); waits for at least `min_done`."""
+    def reap(self, min_done: int = 0, timeout_s: float | None = None) -> list[tuple[int, int]]:
+        """Completed reads as (data, bytes read or -errno); waits for at least `min_done`, or
+        `timeout_s` at most."""
         if not self.in_flight:
             return []
         min_done = min(min_done, self.in_flight)
+        timeout = None
+        if timeout_s is not None:
+            timeout = ctypes.byref(_Timespec(int(timeout_s), int(timeout_s % 1 * 1e9)))
         while True:
-            got = self._libc.syscall(self._getevents, self._ctx, min_done, self.max_events, self._events, None)
+            got = self._libc.syscall(self._getevents, self._ctx, min_done, self.max_events, self._events, timeout)
             if got >= 0:
                 break
             if ctypes.get_errno() != 4:  # EINTR: a signal arrived; ask again
