@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test lint clean x11-packages screenshot screenshot-safe-mode screenshot-dialogs screenshot-server screenshot-memory package
 
-$(INSTALLED): pyproject.toml setup.py installers/install_llama.py engine/experts/eval_filter.c engine/experts/map_queue.c
+$(INSTALLED): pyproject.toml setup.py installers/install_llama.py engine/experts/eval_filter.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama.cpp built for this CPU without its AMX kernels (they crash on these models), about

@@ -16,11 +16,9 @@ experts, right before it uses them) reads whatever is missing on the spot, and i
 router hook fails altogether, `restore_file_mapping` puts the file back under every
 expert (they then fault in as they would without the manager).
 
-Reads and evictions are decided on the computing thread; their system calls are made in
-order by a thread of their own where map_queue.c was built (engine/experts/map_queue.py),
-else on the computing thread. A worker runs the manager's calls (its sweep). The file's
-bytes at the edges of each matrix (pages it shares with a neighbour) stay file-backed and
-are never evicted, as with ExpertIO.
+Reads and evictions run on the computing thread (they only issue syscalls); a worker runs
+the manager's calls (its sweep). The file's bytes at the edges of each matrix (pages it
+shares with a neighbour) stay file-backed and are never evicted, as with ExpertIO.
 """
 
 from __future__ import annotations
@@ -36,14 +34,12 @@ import numpy as np
 
 from engine.experts.io import ALL_MATRICES, N_MATRICES, IOCounters, ReadMethod
 from engine.experts.linux_aio import AioContext
-from engine.experts.map_queue import open_calls
 from engine.experts.page_control import PAGE
-from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed, moves_work
+from engine.experts.slots import MAP_SHARED, PROT_READ, ExpertSlots, map_empty, map_fixed, move_mapping
 
 log = logging.getLogger(__name__)
 
 _MAX_IN_FLIGHT = 1024  # matrices; more wait for completions before they are submitted
-_REAP_POLL_S = 0.005  # queued calls: how often a wait for a read also checks the queue's failures
 
 
 def direct_reads_work(path, probe_offset: int = 0) -> str | None:
@@ -79,16 +75,8 @@ class DirectExpertIO:
     `evict_file_spans` the same as file offsets; `wanted`: the cache's residency."""
 
     def __init__(
-        self,
-        path,
-        evict_spans: np.ndarray,
-        evict_file_spans: np.ndarray,
-        wanted: np.ndarray,
-        *,
-        spare_slots: int,
-        queued: bool = True,
+        self, path, evict_spans: np.ndarray, evict_file_spans: np.ndarray, wanted: np.ndarray, *, spare_slots: int
     ) -> None:
-        """`queued`: system calls made by map_queue.c's thread where it was built."""
         self.method = ReadMethod.DIRECT
         self._path = path
         self._fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
@@ -97,23 +85,20 @@ class DirectExpertIO:
         self._wanted = wanted
         n_keys = len(evict_spans)
         self._sizes = (evict_spans[:, :, 1] - evict_spans[:, :, 0]).astype(np.int64)  # 0: no whole page
-        # (room for twice the reads let in flight: the queue's thread never finds the kernel's full)
-        self._aio = AioContext(2 * _MAX_IN_FLIGHT)
-        self._syscalls = open_calls(self._aio, queued=queued)
-        self._slots = ExpertSlots(n_keys * N_MATRICES, int(self._sizes.max()), spare_slots, self._syscalls)
+        self._slots = ExpertSlots(n_keys * N_MATRICES, int(self._sizes.max()), spare_slots)
+        self._aio = AioContext(_MAX_IN_FLIGHT)
         self._lock = threading.RLock()
         self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # mapped in place
         self._placed = np.zeros(n_keys, dtype=bool)  # every matrix of the key mapped in place (or no whole page)
         # (key, matrix) evicted by `evict` -> its slot, still mapped at the key's place until a
         # read moves it (`_take_loose`) or `settle` maps empty memory there.
         self._loose: dict[tuple[int, int], int] = {}
-        self._can_move = moves_work()
-        if not self._can_move:
-            log.info("this kernel cannot move expert slots (MREMAP_DONTUNMAP): they are unmapped and mapped again")
+        self._can_move = True
         self._jobs: dict[int, tuple[int, int]] = {}  # job -> key, matrix
         self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
         self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
         self._next_job = 0
+        self._waiting: list[tuple[int, int, int, int, int]] = []  # reads the kernel's queue had no room for
         self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # matrices let go of, not yet unmapped
         self.current_stamp = 0
         self.read_done_at = np.zeros(n_keys)
@@ -160,8 +145,7 @@ class DirectExpertIO:
                 if self._wanted[key]:
                     reads += self._start(key, matrices)
             self._submit(self._in_order_of_use(reads))
-        # (with the queue's thread: the Python side's decisions here, the calls' CPU there)
-        self.counters.cpu_s += time.thread_time() - cpu + self._syscalls.new_cpu_s()
+        self.counters.cpu_s += time.thread_time() - cpu
 
     def _in_order_of_use(self, reads: list) -> list:
         """Every key's gate matrix first, then the ups, then the downs: the order llama.cpp
@@ -208,8 +192,10 @@ class DirectExpertIO:
             return None
         key, matrix = same_size
         slot = self._loose.pop(same_size)
-        if self._syscalls.move(int(self._spans[key, matrix, 0]), address, nbytes):  # (its old place emptied)
+        old = int(self._spans[key, matrix, 0])
+        if move_mapping(old, address, nbytes):
             self.evictions_queued[key] -= 1
+            map_empty(old, nbytes)
             return slot
         self._can_move = False
         log.info("this kernel cannot move expert slots (MREMAP_DONTUNMAP): they are unmapped and mapped again")
@@ -217,40 +203,17 @@ class DirectExpertIO:
         return None
 
     def _submit(self, reads: list) -> None:
-        """Hand `reads` over after the mapping calls queued for them, within _MAX_IN_FLIGHT."""
-        for read in reads:
-            while self._aio.in_flight >= _MAX_IN_FLIGHT:
+        self._waiting += reads
+        while self._waiting:
+            taken = self._aio.submit(self._waiting)
+            del self._waiting[:taken]
+            if self._waiting:  # the kernel's queue is full
                 self._collect(1)
-            self._syscalls.read(*read)
-        self._syscalls.flush()
-
-    def _finished(self, at_least: int) -> list[tuple[int, int]]:
-        """(job, result) of reads finished or refused, waiting for `at_least` (0 or 1) of them."""
-        self._syscalls.flush()
-        self._syscalls.check()  # a failed mapping call: the hook's fallback takes over
-        results = self._take_failed()
-        if len(results) >= at_least:
-            return results + self._aio.reap(0)
-        if not self._syscalls.queued:
-            return self._aio.reap(at_least)
-        while True:  # (a read the queue's thread failed to submit never completes: look for it too)
-            results = self._aio.reap(at_least, timeout_s=_REAP_POLL_S)
-            if results:
-                return results
-            self._syscalls.check()
-            results = self._take_failed()
-            if results:
-                return results
-
-    def _take_failed(self) -> list[tuple[int, int]]:
-        failed = self._syscalls.take_failed()
-        self._aio.in_flight -= len(failed)
-        return failed
 
     def _collect(self, at_least: int) -> None:
         """Take in finished reads (waiting for `at_least`)."""
         now = time.perf_counter()
-        for job, result in self._finished(at_least):
+        for job, result in self._aio.reap(at_least):
             key, matrix = self._jobs.pop(job)
             landed_in = self._landing.pop(job, None)
             if landed_in is not None:  # its key was evicted meanwhile: the slot is free now
@@ -351,7 +314,6 @@ class DirectExpertIO:
                         self._slot[key, matrix] = -1
                         self.evictions_queued[key] += 1  # (not a stray for the sweep meanwhile)
                 self._placed[key] = False
-            self._syscalls.flush()
             self.counters.cpu_s += time.thread_time() - cpu
 
     def settle(self) -> None:
@@ -372,13 +334,12 @@ class DirectExpertIO:
             self._slots.free_spares(allowance - len(self._loose))
             for key, matrix in list(self._loose)[: max(0, len(self._loose) - allowance)]:  # the oldest
                 self._unmap_loose(key, matrix, self._loose.pop((key, matrix)), keep=False)
-            self._syscalls.flush()
             self.counters.cpu_s += time.thread_time() - cpu
 
     def _unmap_loose(self, key: int, matrix: int, slot: int, *, keep: bool = True) -> None:
         """Empty memory under an evicted matrix whose slot stayed mapped there; the slot is free
         (spare if `keep` and there is room)."""
-        self._syscalls.map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+        map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
         self._slots.release(slot, keep=keep)
         self.evictions_queued[key] -= 1
 
@@ -397,7 +358,6 @@ class DirectExpertIO:
                 if not in_use and (self._slot[key] >= 0).any():
                     self._unmap(key)
                     evicted += 1
-            self._syscalls.flush()
             self.counters.cpu_s += time.thread_time() - cpu
         return evicted
 
@@ -405,7 +365,7 @@ class DirectExpertIO:
         """Map empty memory under `key`'s matrices now (their slots are freed once no read lands in them)."""
         for matrix in np.flatnonzero(self._slot[key] >= 0).tolist():
             slot = int(self._slot[key, matrix])
-            self._syscalls.map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+            map_empty(int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix]))
             self._slot[key, matrix] = -1
             if (key, matrix) in self._job_of:  # the disk still writes into the slot's pages
                 self._landing[self._job_of.pop((key, matrix))] = slot
@@ -418,7 +378,6 @@ class DirectExpertIO:
         """Map the file back under every expert and stop managing them: from here on a
         page llama.cpp touches faults in from the file, whatever the manager knew."""
         with self._lock:
-            self._syscalls.drain()  # (after a failed call the queue stopped: nothing more comes)
             with open(self._path, "rb") as f:
                 for key, matrix in zip(*np.nonzero(self._sizes), strict=True):
                     address, size = int(self._spans[key, matrix, 0]), int(self._sizes[key, matrix])
@@ -458,9 +417,6 @@ class DirectExpertIO:
             self._calls_ready.notify()
         self._worker.join(timeout=30)
         with self._lock:
-            self._syscalls.drain()
-            self._take_failed()
-            self._syscalls.close()
             self._aio.close()  # waits for reads in flight: the disk must not write into freed pages
             os.close(self._fd)
             self._slots.close()

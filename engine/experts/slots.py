@@ -29,7 +29,6 @@ if _libc is not None:
     _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
     _libc.mremap.restype = ctypes.c_void_p
     _libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-    _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 PROT_READ, PROT_WRITE = 1, 2
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE = 0x01, 0x02, 0x10, 0x20, 0x8000
@@ -66,43 +65,10 @@ def map_empty(address: int, nbytes: int) -> None:
     map_fixed(address, nbytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
 
 
-def map_slot(address: int, nbytes: int, fd: int, offset: int) -> None:
-    """The memfd's bytes at `offset` mapped at `address`, writable (a read's target)."""
-    map_fixed(address, nbytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset)
-
-
-def free_range(fd: int, offset: int, nbytes: int) -> None:
-    """Give the memfd's RAM in [offset, offset + nbytes) back to the system."""
-    if _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, nbytes):
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"freeing an expert slot: {os.strerror(errno)}")
-
-
-def moves_work() -> bool:
-    """Whether this kernel moves a shared mapping with MREMAP_DONTUNMAP (Linux 5.13), tried on
-    a page of a scratch memfd."""
-    fd = os.memfd_create("smallthinker-probe", os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, PAGE)
-        old = _libc.mmap(None, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        if old in (None, ctypes.c_void_p(-1).value):
-            return False
-        try:
-            return move_mapping(old, old + PAGE, PAGE)
-        finally:
-            _libc.munmap(ctypes.c_void_p(old), 2 * PAGE)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 class ExpertSlots:
-    """`n_slots` slots of `slot_bytes` (whole pages) in one memfd, allocated on first use.
-    `calls` (engine/experts/map_queue.py) makes the mapping and freeing calls."""
+    """`n_slots` slots of `slot_bytes` (whole pages) in one memfd, allocated on first use."""
 
-    def __init__(self, n_slots: int, slot_bytes: int, spare_limit: int, calls) -> None:
-        self._calls = calls
+    def __init__(self, n_slots: int, slot_bytes: int, spare_limit: int) -> None:
         self.slot_bytes = -(-slot_bytes // PAGE) * PAGE
         self._fd = os.memfd_create("smallthinker-experts", os.MFD_CLOEXEC)
         os.ftruncate(self._fd, n_slots * self.slot_bytes)  # sparse: nothing allocated yet
@@ -118,7 +84,7 @@ class ExpertSlots:
     def place(self, address: int, nbytes: int) -> int:
         """Map a slot's first `nbytes` at `address`, writable (the read's target); returns the slot."""
         slot = self._spare.pop() if self._spare else self._empty.pop()
-        self._calls.map_slot(address, nbytes, self._fd, slot * self.slot_bytes)
+        map_fixed(address, nbytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, self._fd, slot * self.slot_bytes)
         self.held += 1
         return slot
 
@@ -141,7 +107,10 @@ class ExpertSlots:
             self._free(self._spare.pop())
 
     def _free(self, slot: int) -> None:
-        self._calls.punch(self._fd, slot * self.slot_bytes, self.slot_bytes)
+        punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        if _libc.fallocate(self._fd, punch, slot * self.slot_bytes, self.slot_bytes):
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"freeing an expert slot: {os.strerror(errno)}")
         self._empty.append(slot)
 
     def close(self) -> None:
