@@ -11,8 +11,8 @@ from engine.experts.page_control import PAGE
 
 
 def test_a_reap_that_does_not_wait_looks_at_the_completion_ring_first(small_moe_model_path):
-    """The ring shows nothing before the read lands (no system call is made then), and the
-    completion once it has: the reap returns it then."""
+    """A reap that does not wait returns nothing while the read is in flight and the completion
+    once the ring shows it (a ring check that never saw it would never return it)."""
     aio = AioContext(8)
     assert aio._ring is not None  # (Linux maps the ring at the context's id)
     buffer = ctypes.create_string_buffer(2 * PAGE)
