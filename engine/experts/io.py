@@ -25,9 +25,9 @@ bench/read_methods.py; on 2 cores the reads' CPU time is taken from llama.cpp's 
   spins at the next barrier.
 Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring expert along.
 
-Eviction, on an I/O thread (it does not hold up a layer): MADV_DONTNEED unmaps the pages from
-llama.cpp's mapping, then POSIX_FADV_DONTNEED drops them from the page cache. FADV_DONTNEED
-drops no folio that is only partly inside the range or still mapped, and a page-cache folio can
+Eviction, on an I/O thread (it does not hold up a layer unless that thread falls behind:
+`_hold_backlog`): MADV_DONTNEED unmaps the pages from llama.cpp's mapping, then
+POSIX_FADV_DONTNEED drops them from the page cache. FADV_DONTNEED drops no folio that is only partly inside the range or still mapped, and a page-cache folio can
 be up to 2 MiB: the experts it left pages of were those within 2 MiB of their tensor's ends,
 next to weights that stay mapped. For those (`shares_folios`) MADV_PAGEOUT, which splits such a
 folio, replaces MADV_DONTNEED. Measured on the 4B shape at 1 GiB (interleaved, 128 tokens):
@@ -95,6 +95,8 @@ class ExpertIO:
     same pages as file offsets; `touch_spans[key]` the pages each matrix touches (its
     boundary pages included). `wanted` is the cache's residency: a key evicted before its
     read starts is not read. `shares_folios`: the keys evicted with MADV_PAGEOUT (None: all).
+    `backlog_limit`: the most evicted keys whose eviction may wait for a worker when a read
+    is asked for (None: any); beyond it the caller evicts them itself (`_hold_backlog`).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class ExpertIO:
         shares_folios: np.ndarray | None = None,
         method: ReadMethod = ReadMethod.PREAD,
         n_threads: int = 2,
+        backlog_limit: int | None = None,
     ) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         with contextlib.suppress(OSError):
@@ -130,6 +133,8 @@ class ExpertIO:
         self._again: list[tuple[float, int]] = []  # heap of (when, key): evict once more then
         # Per key, evictions not yet done (queued, or to be done again when its read has landed).
         self.evictions_queued = np.zeros(len(file_ranges), dtype=np.int32)
+        self._backlog_limit = backlog_limit
+        self._keys_to_evict = 0  # in the eviction jobs queued
         # (key, matrix, stamp, generation): exact reads, speculative reads
         self._exact: collections.deque = collections.deque()
         self._speculative: collections.deque = collections.deque()
@@ -169,6 +174,7 @@ class ExpertIO:
             raise ValueError("this expert I/O reads whole experts only")
         if not len(keys):
             return
+        self._hold_backlog()
         with self._lock:
             queue = self._speculative if speculative else self._exact
             if speculative:
@@ -195,6 +201,28 @@ class ExpertIO:
         for job in jobs:
             self._read(*job, None)
         self._add_cpu(time.thread_time() - cpu)
+
+    def _hold_backlog(self) -> None:
+        """Before reading more, evict here what the workers have not yet evicted, beyond
+        `backlog_limit` keys: the reads must not outrun the evictions that make room for them.
+        On 2 cores llama.cpp's threads can keep the eviction worker off both (OpenMP's workers
+        spin between nodes): on the tiny test model with WILLNEED reads the queue grew to 3-9
+        layers' evictions and resident bytes went 5-25% over the budget in about half the
+        runs. The keys whose reads may still be landing (`_LANDING_S`) are not waited for."""
+        if self._backlog_limit is None:
+            return
+        while True:
+            with self._lock:
+                if (
+                    self._keys_to_evict <= self._backlog_limit
+                    or not self._urgent
+                    or self._urgent[0][0] != self._evict_queued
+                ):
+                    return
+                fn, keys = self._urgent.popleft()
+            cpu = time.thread_time()
+            fn(keys)
+            self._add_cpu(time.thread_time() - cpu)
 
     def wait_for(
         self, keys: np.ndarray, matrices: tuple[int, ...] = ALL_MATRICES, timeout: float = 10.0
@@ -269,6 +297,7 @@ class ExpertIO:
         if len(keys):
             with self._lock:
                 np.add.at(self.evictions_queued, keys, 1)
+                self._keys_to_evict += len(keys)
             self._put_urgent((self._evict_queued, keys))
 
     def settle(self) -> None:
@@ -373,6 +402,7 @@ class ExpertIO:
         finally:  # a failed eviction must not hide these keys from the sweep for good
             with self._lock:
                 np.subtract.at(self.evictions_queued, keys, 1)
+                self._keys_to_evict -= len(keys)
 
     def _again_due(self) -> bool:
         return bool(self._again) and self._again[0][0] <= time.perf_counter()

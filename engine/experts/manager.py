@@ -120,6 +120,7 @@ GATE_ONLY_GUESSES = True
 # GUESSES_BELOW_HIT_RATE (see LOOKAHEAD_LAYERS: 0.85 until guesses that all hit became cheap).
 DIRECT_BELOW_HIT_RATE = 0.99
 GUESSES_BELOW_HIT_RATE = 0.97
+EVICTION_BACKLOG = 0.02  # of the budget: evicted experts' bytes a read may leave to the eviction worker
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare or loose, ready for the next reads
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
@@ -391,6 +392,7 @@ class ExpertManager:
             shares_folios=self._near_tensor_ends(file_ranges),
             method=method,
             n_threads=IO_THREADS,
+            backlog_limit=int(EVICTION_BACKLOG * self.budget_bytes) // self.map.expert_bytes,
         )
 
     def _near_tensor_ends(self, file_ranges: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -225,6 +226,31 @@ def test_an_expert_evicted_while_its_read_may_be_landing_is_evicted_again(small_
         assert io.evictions_queued[key] == 0
         pages = [residency(start, end) for start, end in io._evict_spans[key]]
     assert not any(p.any() for p in pages)
+
+
+def test_reads_do_not_outrun_the_evictions_that_make_room_for_them(small_moe_model_path):
+    # On 2 cores llama.cpp's spinning threads can keep the eviction worker waiting: a read
+    # asked for then first does the queued evictions beyond the backlog limit itself.
+    config, _ = _budget_config(small_moe_model_path, 0.4, expert_read_method=ReadMethod.WILLNEED)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        io, wanted = manager._io, manager.cache.resident
+        engine.chat(QUESTION, GREEDY)
+        assert io.wait_idle() and io._backlog_limit == 0  # 2% of this budget is less than an expert
+        kept = np.flatnonzero(wanted)
+        assert all(residency(*span).any() for span in io._evict_spans[kept[0]])
+        release = threading.Event()
+        io.call(release.wait)  # the worker is busy until released
+        try:
+            wanted[kept[:2]] = False  # what the cache does when it lets keys go
+            io.evict(kept[:2])
+            assert io._keys_to_evict == 2
+            io.read(np.flatnonzero(~wanted)[:1], io.current_stamp)
+            assert io._keys_to_evict == 0  # evicted here, while the worker is still busy
+            assert not any(residency(*span).any() for key in kept[:2] for span in io._evict_spans[key])
+        finally:
+            release.set()
+        assert io.wait_idle()
 
 
 def test_a_direct_read_counts_as_read_even_when_its_expert_is_let_go_of_before_it_lands(small_moe_model_path):
