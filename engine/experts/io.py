@@ -27,14 +27,15 @@ Our descriptor is POSIX_FADV_RANDOM, so that a read brings no neighbouring exper
 
 Eviction, on an I/O thread (it does not hold up a layer unless that thread falls behind:
 `_hold_backlog`): MADV_DONTNEED unmaps the pages from llama.cpp's mapping, then
-POSIX_FADV_DONTNEED drops them from the page cache. FADV_DONTNEED drops no folio that is only partly inside the range or still mapped, and a page-cache folio can
-be up to 2 MiB: the experts it left pages of were those within 2 MiB of their tensor's ends,
-next to weights that stay mapped. For those (`shares_folios`) MADV_PAGEOUT, which splits such a
-folio, replaces MADV_DONTNEED. Measured on the 4B shape at 1 GiB (interleaved, 128 tokens):
-PAGEOUT for all, 5.69/5.30 tokens/s, eviction and reads 105/111 ms of CPU a token; PAGEOUT for
-the edges only, 6.64/5.95 and 86/96 ms; peak resident the same (DONTNEED for all left about 80
-MB of such folios, 9% over the budget). Only whole pages inside an expert are evicted: a page
-it shares with a neighbour may belong to a kept one.
+POSIX_FADV_DONTNEED drops them from the page cache. FADV_DONTNEED drops no folio that is only
+partly inside the range or still mapped, and a page-cache folio can be up to 2 MiB: the experts
+it left pages of were those within 2 MiB of their tensor's ends, next to weights that stay
+mapped. For those (`shares_folios`) MADV_PAGEOUT, which splits such a folio, replaces
+MADV_DONTNEED. Measured on the 4B shape at 1 GiB (interleaved, 128 tokens): PAGEOUT for all,
+5.69/5.30 tokens/s, eviction and reads 105/111 ms of CPU a token; PAGEOUT for the edges only,
+6.64/5.95 and 86/96 ms; peak resident the same (DONTNEED for all left about 80 MB of such
+folios, 9% over the budget). Only whole pages inside an expert are evicted: a page it shares
+with a neighbour may belong to a kept one.
 """
 
 from __future__ import annotations
