@@ -239,8 +239,9 @@ def test_reads_do_not_outrun_the_evictions_that_make_room_for_them(small_moe_mod
         assert io.wait_idle() and io._backlog_limit == 0  # 2% of this budget is less than an expert
         kept = np.flatnonzero(wanted)
         assert all(residency(*span).any() for span in io._evict_spans[kept[0]])
-        release = threading.Event()
-        io.call(release.wait)  # the worker is busy until released
+        busy, release = threading.Event(), threading.Event()
+        io.call(lambda: busy.set() or release.wait())  # the worker is busy until released
+        assert busy.wait(10)
         try:
             wanted[kept[:2]] = False  # what the cache does when it lets keys go
             io.evict(kept[:2])
