@@ -188,3 +188,18 @@ def test_the_willneed_probe_reads_what_the_kernel_dropped_instead_of_waiting_for
     finally:
         mapped.close()
         os.close(fd)
+
+
+def test_the_page_table_benchmark_times_moves_alone_and_beside_a_computing_thread():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "page_table_moves.py"), "--moves", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["move_us_alone"] > 0 and figures["move_us_beside_compute"] > 0
+    assert figures["ratio"] == pytest.approx(figures["move_us_beside_compute"] / figures["move_us_alone"], rel=0.01)
+    assert figures["cpu"] and "cpu_has_amx" in figures
