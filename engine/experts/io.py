@@ -220,10 +220,8 @@ class ExpertIO:
                     or self._urgent[0][0] != self._evict_queued
                 ):
                     return
-                fn, keys = self._urgent.popleft()
-            cpu = time.thread_time()
-            fn(keys)
-            self._add_cpu(time.thread_time() - cpu)
+                job = self._urgent.popleft()
+            self._run(job, None, None)
 
     def wait_for(
         self, keys: np.ndarray, matrices: tuple[int, ...] = ALL_MATRICES, timeout: float = 10.0
@@ -343,20 +341,25 @@ class ExpertIO:
                 else:
                     job = None
                 read = None if job else (self._exact or self._speculative).popleft()
-            cpu = time.thread_time()
-            try:
-                if job is not None:
-                    fn, arg = job
-                    fn(arg) if arg is not None else fn()
-                else:
-                    self._read(*read, buffer)
-            except Exception:  # a failed read only costs speed: the compute faults the pages in
-                self.failures += 1
-                if self.failures == 1:
-                    log.exception("expert I/O failed")
-                if read is not None:
-                    self._finished(read[0], read[3], 0)
-            self._add_cpu(time.thread_time() - cpu)
+            self._run(job, read, buffer)
+
+    def _run(self, job, read, buffer: memoryview | None) -> None:
+        """Run a call or eviction `job`, else `read`, its CPU counted; a failure is logged once
+        and only costs speed (the compute faults the pages in)."""
+        cpu = time.thread_time()
+        try:
+            if job is not None:
+                fn, arg = job
+                fn(arg) if arg is not None else fn()
+            else:
+                self._read(*read, buffer)
+        except Exception:
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("expert I/O failed")
+            if read is not None:
+                self._finished(read[0], read[3], 0)
+        self._add_cpu(time.thread_time() - cpu)
 
     def _useful(self, key: int, stamp: int, generation: int) -> bool:
         # Dropped when that layer has run (llama.cpp faulted the pages in itself), the key was
