@@ -191,6 +191,9 @@ def expert_figures(engine: Engine, decode_from: int, *, replays: bool) -> dict:
         "unpredicted_reads": stats.unpredicted_reads,  # DIRECT: read only when llama.cpp chose them (0: none late)
         "lookahead": stats.lookahead,
         "read_method": engine.experts.read_method.value,
+        "expert_positions": stats.positioned,  # DIRECT reads to positions (no page-table change per read)
+        "positions_populated": stats.positions_populated,
+        "positions_released": stats.positions_released,
         "wait_ms_per_token": stats.wait_s / per * 1e3,
         "read_busy_ms_per_token": stats.read_busy_s / per * 1e3,
         "io_cpu_ms_per_token": stats.io_cpu_s / per * 1e3,

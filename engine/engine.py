@@ -186,10 +186,23 @@ class Engine:
             if not mappings:
                 raise EngineError(f"llama.cpp's mapping of {self.info.path.name} was not found")
             self.experts.attach(mappings[0], copied=self._rt.copied_ranges)
+            if self.experts.positioned:
+                self._point_expert_tensors()
         except BaseException:
             self.experts.close()
             self._rt.close()
             raise
+
+    def _point_expert_tensors(self) -> None:
+        """Point llama.cpp's expert tensors at the manager's positions, through one throwaway
+        evaluation (RouterHook.point_expert_tensors says why); or read experts into place."""
+        token = max(0, llama_cpp.llama_vocab_eos(self._rt.vocab))
+        try:
+            pointed = self._router_hook.point_expert_tensors(lambda: self._rt.decode([token], 0))
+        finally:
+            self._rt.clear()
+        if not pointed:
+            self.experts.positions_unavailable()
 
     def expert_stats(self) -> ExpertStats | None:
         """The expert cache's figures; None when the model is not run within a budget."""

@@ -77,26 +77,34 @@ class DirectExpertIO:
     def __init__(
         self, path, evict_spans: np.ndarray, evict_file_spans: np.ndarray, wanted: np.ndarray, *, spare_slots: int
     ) -> None:
-        self.method = ReadMethod.DIRECT
-        self._path = path
-        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
         self._spans = evict_spans
         self._file_spans = evict_file_spans
-        self._wanted = wanted
-        n_keys = len(evict_spans)
-        self._sizes = (evict_spans[:, :, 1] - evict_spans[:, :, 0]).astype(np.int64)  # 0: no whole page
-        self._slots = ExpertSlots(n_keys * N_MATRICES, int(self._sizes.max()), spare_slots)
-        self._aio = AioContext(_MAX_IN_FLIGHT)
-        self._lock = threading.RLock()
-        self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # mapped in place
-        self._placed = np.zeros(n_keys, dtype=bool)  # every matrix of the key mapped in place (or no whole page)
+        sizes = (evict_spans[:, :, 1] - evict_spans[:, :, 0]).astype(np.int64)  # 0: no whole page
+        self._open(path, wanted, sizes)
+        self._slots = ExpertSlots(len(sizes) * N_MATRICES, int(sizes.max()), spare_slots)
         # (key, matrix) evicted by `evict` -> its slot, still mapped at the key's place until a
         # read moves it (`_take_loose`) or `settle` maps empty memory there.
         self._loose: dict[tuple[int, int], int] = {}
         self._can_move = True
+        self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
+        for key, matrix in zip(*np.nonzero(sizes), strict=True):  # every expert starts evicted
+            map_empty(int(evict_spans[key, matrix, 0]), int(sizes[key, matrix]))
+        self._start_worker()
+
+    def _open(self, path, wanted: np.ndarray, sizes: np.ndarray) -> None:
+        """The file, the reads' bookkeeping; `sizes[key, matrix]`: the bytes a read of it counts."""
+        self.method = ReadMethod.DIRECT
+        self._path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        self._wanted = wanted
+        n_keys = len(sizes)
+        self._sizes = sizes
+        self._aio = AioContext(_MAX_IN_FLIGHT)
+        self._lock = threading.RLock()
+        self._slot = np.full((n_keys, N_MATRICES), -1, dtype=np.int64)  # in place (or being read): where
+        self._placed = np.zeros(n_keys, dtype=bool)  # every matrix of the key in place (or no whole page)
         self._jobs: dict[int, tuple[int, int]] = {}  # job -> key, matrix
         self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
-        self._landing: dict[int, int] = {}  # job -> slot of a key evicted while it was read
         self._next_job = 0
         self._waiting: list[tuple[int, int, int, int, int]] = []  # reads the kernel's queue had no room for
         self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # matrices let go of, not yet unmapped
@@ -108,13 +116,15 @@ class DirectExpertIO:
         self.counters = IOCounters()
         self.failures = 0
         self.restored = False
-        for key, matrix in zip(*np.nonzero(self._sizes), strict=True):  # every expert starts evicted
-            map_empty(int(evict_spans[key, matrix, 0]), int(self._sizes[key, matrix]))
+
+    def _start_worker(self) -> None:
         self._calls: list = []
         self._calls_ready = threading.Condition()
         self._stopping = False
         self._worker = threading.Thread(target=self._call_loop, name="expert-io", daemon=True)
         self._worker.start()
+
+    placed_bytes = 0  # of the RAM outside llama.cpp's mapping, the experts' (none: they are in place)
 
     @property
     def unmapped_bytes(self) -> int:
@@ -215,22 +225,29 @@ class DirectExpertIO:
         now = time.perf_counter()
         for job, result in self._aio.reap(at_least):
             key, matrix = self._jobs.pop(job)
+            # The matrix's bytes (PositionedExpertIO reads a page either side of them too).
+            counted = min(max(0, result), int(self._sizes[key, matrix]))
             landed_in = self._landing.pop(job, None)
-            if landed_in is not None:  # its key was evicted meanwhile: the slot is free now
-                self._slots.release(landed_in)
-                self.counters.bytes_read += max(0, result)  # (read all the same)
+            if landed_in is not None:  # its key was evicted meanwhile: the memory is free now
+                self._landed_after_eviction(landed_in)
+                self.counters.bytes_read += counted  # (read all the same)
                 continue
             del self._job_of[key, matrix]
-            nbytes = int(self._sizes[key, matrix])
-            if result != nbytes:  # a failed or short read: read it here, the slow way
+            if not self._read_complete(key, matrix, result):  # a failed or short read: read it here, the slow way
                 self.failures += 1
                 if self.failures == 1:
                     log.warning("a direct read of an expert returned %s; reading it with pread", result)
-                result = self._read_buffered(key, matrix)
-            self.counters.bytes_read += result
+                counted = self._read_buffered(key, matrix)
+            self.counters.bytes_read += counted
             self._matrices_left[key] -= 1
             if self._matrices_left[key] == 0:
                 self.read_done_at[key] = now
+
+    def _landed_after_eviction(self, slot: int) -> None:
+        self._slots.release(slot)
+
+    def _read_complete(self, key: int, matrix: int, result: int) -> bool:
+        return result == self._sizes[key, matrix]
 
     def _read_buffered(self, key: int, matrix: int) -> int:
         nbytes = int(self._sizes[key, matrix])

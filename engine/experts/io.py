@@ -162,6 +162,7 @@ class ExpertIO:
             thread.start()
 
     unmapped_bytes = 0  # model RAM held outside llama.cpp's mapping (DirectExpertIO has some)
+    placed_bytes = 0  # of it, the experts' (PositionedExpertIO holds them all there)
     partial_reads = False  # reads whole keys only (a page not read faults in from the file anyway)
 
     # --- called from the computing thread ---------------------------------------------------

@@ -40,6 +40,7 @@ from engine.experts.page_control import (
     pages_touched,
     residency,
 )
+from engine.experts.positions import PositionedExpertIO, positions_fit
 from engine.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ DIRECT_BELOW_HIT_RATE = 0.99
 GUESSES_BELOW_HIT_RATE = 0.97
 EVICTION_BACKLOG = 0.02  # of the budget: evicted experts' bytes a read may leave to the eviction worker
 SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare or loose, ready for the next reads
+# DIRECT reads land at positions of memory of our own that llama.cpp's expert tensors are
+# pointed at (engine/experts/positions.py), where the model's shapes allow it.
+POSITIONS = True
 _TIMING_SAMPLES = 16384  # prefetch timings kept for the medians (a long session must not grow them)
 
 
@@ -173,6 +177,9 @@ class ExpertStats:
     predictions_checked: int  # (layer, token) rows whose predicted experts were compared
     prediction_mismatches: int
     unpredicted_reads: int  # DIRECT: experts llama.cpp chose that were read only then (0 when predictions hold)
+    positioned: bool  # DIRECT reads to positions llama.cpp's expert tensors point at (positions.py)
+    positions_populated: int  # positions given pages, and giving them back: the only page-table
+    positions_released: int  # changes reads to positions make (the session's, not reset)
     usage: np.ndarray = field(repr=False)  # [n_layer, n_expert] selections by llama.cpp
 
     @property
@@ -369,17 +376,20 @@ class ExpertManager:
         self._io.call(self._sweep)
         self._io.wait_idle()
 
-    def _open_io(self, method: ReadMethod) -> ExpertIO | DirectExpertIO:
-        """The reads of `method`; DIRECT only where it works (else WILLNEED, said in the log)."""
+    def _open_io(self, method: ReadMethod, *, positions: bool = True) -> ExpertIO | DirectExpertIO:
+        """The reads of `method`; DIRECT only where it works (else WILLNEED, said in the log),
+        at positions where `positions` and the model allow."""
         file_ranges, evict_spans, evict_file_spans, touch_spans = self._spans
         if method is ReadMethod.DIRECT and not self.prefetch:  # llama.cpp faults experts in: from the file
             method = self.read_method = ReadMethod.WILLNEED
         if method is ReadMethod.DIRECT:
             why_not = direct_reads_work(self.info.path, int(file_ranges[0, 0, 0]))
             if why_not is None:
-                spare = SPARE_EXPERTS * self.map.n_expert_used * 3
+                spare = SPARE_EXPERTS * self.map.n_expert_used
                 resident = self.cache.resident
-                return DirectExpertIO(self.info.path, evict_spans, evict_file_spans, resident, spare_slots=spare)
+                if positions and POSITIONS and positions_fit(self.map):
+                    return PositionedExpertIO(self.info.path, self.map, evict_spans, resident, spare=spare)
+                return DirectExpertIO(self.info.path, evict_spans, evict_file_spans, resident, spare_slots=spare * 3)
             log.info("experts are read with WILLNEED, not O_DIRECT: %s", why_not)
             method = self.read_method = ReadMethod.WILLNEED
         return ExpertIO(
@@ -607,6 +617,32 @@ class ExpertManager:
         wait = self._waits.get(layer)
         return wait is not None and self._io.in_flight(wait.keys, tuple(range(matrix, N_MATRICES)))
 
+    # --- experts at positions (the router hook asks) -----------------------------------------------
+    @property
+    def positioned(self) -> bool:
+        """Experts are read to positions: llama.cpp's expert tensors must point there (see
+        RouterHook.point_expert_tensors) before anything is evaluated."""
+        return isinstance(self._io, PositionedExpertIO) and not self._io.restored
+
+    def tensor_placement(self, layer: int, matrix: int) -> tuple[int, int, int, int]:
+        """`layer`'s expert tensor `matrix`: its data's address in llama.cpp's mapping, where it
+        is to point instead, the stride between positions and how many there are."""
+        own = self._mapping.address(int(self.map.base_offsets[layer, matrix]))
+        return own, *self._io.tensor_placement(layer, matrix)
+
+    def expert_positions(self, layer: int) -> np.ndarray | None:
+        """Each expert's position in `layer` (the router hook rewrites llama.cpp's choice to
+        them), or None when experts are not read to positions."""
+        return self._io.positions(layer) if self.positioned else None
+
+    def positions_unavailable(self) -> None:
+        """The tensors could not be pointed at positions: read experts into place instead."""
+        log.info("llama.cpp's expert tensors could not be pointed at positions: experts are read into place")
+        self._io.close()
+        self._io = self._open_io(self.read_method, positions=False)
+        self._io.evict(np.arange(self.cache.n_keys))
+        self._io.settle()
+
     def routing_lost(self) -> None:
         """The router hook failed: experts may be used without our knowing. With DIRECT reads
         they would read as zeros, so the file goes back under them and WILLNEED reads take over
@@ -645,7 +681,7 @@ class ExpertManager:
         total = int(cumulative[-1]) * PAGE + self._copied + self._io.unmapped_bytes
         self._resident = total - int(per_key[stray].sum()) * PAGE
         self._peak = max(self._peak or 0, total)
-        self._fixed = total - int(per_key.sum()) * PAGE
+        self._fixed = total - int(per_key.sum()) * PAGE - self._io.placed_bytes
 
     # --- reports ------------------------------------------------------------------------------------
     def stats(self) -> ExpertStats:
@@ -683,6 +719,9 @@ class ExpertManager:
             predictions_checked=c["checked"],
             prediction_mismatches=c["mismatches"],
             unpredicted_reads=c["unpredicted"],
+            positioned=self.positioned,
+            positions_populated=getattr(io, "populates", 0),
+            positions_released=getattr(io, "releases", 0),
             usage=self._usage - self._usage_at_reset,
         )
 

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 GGML_TYPE_F32 = 0
 GGML_TYPE_I32 = 26
 _MAX_VIEWS = 4096  # node views kept (two per layer per graph shape)
-_PREDICTION, _SELECTION = 0, 1
+_PREDICTION, _SELECTION, _WEIGHTS = 0, 1, 2
 _DOWN = 2
 # The MoE's nodes in llama.cpp's order (build_moe_ffn, separate gate and up; SmallThinker's
 # activation is a gated ReLU): name -> (the expert matrix it uses: 0 gate, 1 up, 2 down, or
@@ -54,6 +54,7 @@ _MATRIX_NODES = {
     "ffn_moe_reglu": (-1, _DOWN),
     "ffn_moe_down": (_DOWN, -1),
 }
+_MATRIX_NODES_USING = [name for name, (uses, _) in _MATRIX_NODES.items() if uses >= 0]
 
 
 class RouteListener(Protocol):
@@ -90,6 +91,23 @@ class _TensorHead(ctypes.Structure):
     ]
 
 
+class _Tensor(ctypes.Structure):
+    """`struct ggml_tensor` (ggml.h) up to its name: what pointing the expert tensors and
+    rewriting the top-k need (checked against ggml_get_name and ggml_get_data before use)."""
+
+    _fields_ = [
+        *_TensorHead._fields_,
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * 16),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * 10),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * 64),
+    ]
+
+
 def _ggml_base() -> ctypes.CDLL:
     lib = library("ggml-base")
     lib.ggml_get_name.restype = ctypes.c_char_p
@@ -117,6 +135,8 @@ class RouterHook:
             if layer < last:
                 self._nodes[f"l_out-{layer}".encode()] = (layer + 1, _PREDICTION)
             self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, _SELECTION)
+            # The chosen experts' weights, taken by expert id: after it, ids may become positions.
+            self._nodes[f"ffn_moe_weights-{layer}".encode()] = (layer, _WEIGHTS)
             for name, (uses, precedes) in _MATRIX_NODES.items():
                 self._matrix_nodes[f"{name}-{layer}".encode()] = (layer, uses, precedes)
         # Waits per matrix only once this llama.cpp was seen asking about the down matrix's node
@@ -126,6 +146,11 @@ class RouterHook:
         self._last_selected = -1
         self.failures = 0
         self._views: dict[tuple, np.ndarray] = {}  # see _rows
+        # Expert tensors pointed at the listener's memory (`point_expert_tensors`): address ->
+        # their own data, ne[2], nb[2] and nb[3], to point them back.
+        self._pointed: dict[int, tuple[int, int, int, int]] = {}
+        self._pointing = False
+        self._pointing_failed = False
         self._python_callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)
         self.callback, self.callback_data = self._python_callback, None
         self.filter = None
@@ -138,16 +163,20 @@ class RouterHook:
             log.info("the compiled eval filter is missing: every node's ask goes through Python")
 
     def _on_node(self, tensor: int, ask: bool, _user_data) -> bool:
+        if self._pointing:
+            return self._pointing_node(tensor, ask)
         try:
             name = self._lib.ggml_get_name(tensor)
             node = self._nodes.get(name)
             if node is None:  # (after computing a node asked for, False would stop the graph)
                 matrix_node = self._matrix_nodes.get(name) if ask and self._matrix_calls_possible else None
                 return not ask or (matrix_node is not None and self._before_matrix_node(*matrix_node))
-            if ask:
-                return True
             layer, kind = node
-            if kind == _PREDICTION:
+            if ask:  # (a range ends at a node answered True: it is computed before the next is asked about)
+                return kind != _WEIGHTS or bool(self._pointed)
+            if kind == _WEIGHTS:
+                self._to_positions(tensor, layer)
+            elif kind == _PREDICTION:
                 rows = self._rows(tensor, np.float32)
                 if layer == self._map.n_layer - 1:
                     # llama.cpp runs the last layer's experts only for the tokens whose
@@ -181,7 +210,78 @@ class RouterHook:
             self._listener.matrix_needed(layer, uses)
         return precedes >= 0 and self._listener.matrix_pending(layer, precedes)
 
+    # --- experts at positions (engine/experts/positions.py) ---------------------------------------
+    def point_expert_tensors(self, decode) -> bool:
+        """Point every layer's expert tensors at the listener's memory (its
+        `tensor_placement(layer, matrix)`: the tensor's own data address, to check, the new one,
+        the stride from one position to the next and how many positions). llama.cpp offers no way to its model's
+        tensors but the graph, so `decode()` evaluates one token (its result is meant to be
+        thrown away: its expert products read empty memory) while the asks about the MoE's
+        matrix nodes hand over the tensors they use. From then on the chosen experts' ids are
+        rewritten to the listener's `expert_positions(layer)`. Returns whether every tensor was
+        pointed; if not, none is."""
+        self._pointing, self._pointing_failed = True, False
+        try:
+            decode()
+        finally:
+            self._pointing = False
+        if self._pointing_failed or len(self._pointed) != self._map.n_layer * len(_MATRIX_NODES_USING):
+            self.point_expert_tensors_back()
+            return False
+        return True
+
+    def point_expert_tensors_back(self) -> None:
+        for address, (data, ne2, nb2, nb3) in self._pointed.items():
+            weight = _Tensor.from_address(address)
+            weight.data, weight.ne[2], weight.nb[2], weight.nb[3] = data, ne2, nb2, nb3
+        self._pointed.clear()
+
+    def _pointing_node(self, tensor: int, ask: bool) -> bool:
+        if ask and not self._pointing_failed:
+            try:
+                node = self._matrix_nodes.get(self._lib.ggml_get_name(tensor))
+                if node is not None and node[1] >= 0:
+                    self._point(tensor, node[0], node[1])
+            except Exception:
+                self._pointing_failed = True
+                log.exception("the expert tensors cannot be pointed at positions; experts are read into place")
+        return not ask  # (no range ends: nothing is waited for; after computing, False would stop the graph)
+
+    def _point(self, node: int, layer: int, matrix: int) -> None:
+        head = _Tensor.from_address(node)
+        if head.data != self._lib.ggml_get_data(node) or head.name != self._lib.ggml_get_name(node):
+            raise ValueError("this ggml's tensor struct is laid out otherwise")
+        if not head.src[0] or head.src[0] in self._pointed:
+            return
+        weight = _Tensor.from_address(head.src[0])
+        own, data, stride, count = self._listener.tensor_placement(layer, matrix)
+        matrix_bytes = weight.nb[1] * weight.ne[1]
+        if (
+            weight.data != own
+            or weight.ne[2] != self._map.n_expert
+            or weight.ne[3] != 1
+            or weight.nb[2] != matrix_bytes
+            or matrix_bytes != self._map.matrix_bytes[layer, matrix]
+        ):
+            raise ValueError(f"layer {layer}'s expert tensor {matrix} is not where or what the file says")
+        self._pointed[head.src[0]] = (weight.data, weight.ne[2], weight.nb[2], weight.nb[3])
+        weight.data, weight.ne[2], weight.nb[2], weight.nb[3] = data, count, stride, stride * count
+
+    def _to_positions(self, weights: int, layer: int) -> None:
+        """llama.cpp has taken the chosen experts' weights (`weights` = get_rows(probs, ids)):
+        from here on the ids (its src[1], `ffn_moe_topk-N`) serve only the expert products, so
+        they become the experts' positions, in place."""
+        ids_node = _Tensor.from_address(weights).src[1]
+        if not ids_node or self._lib.ggml_get_name(ids_node) != f"ffn_moe_topk-{layer}".encode():
+            raise ValueError(f"ffn_moe_weights-{layer} is not taken by the top-k's ids")
+        ids = self._rows(ids_node, np.int32)
+        placed = self._listener.expert_positions(layer)[ids]
+        if placed.min() < 0:
+            raise ValueError(f"layer {layer}: an expert llama.cpp chose has no position")
+        ids[...] = placed
+
     def _routing_lost(self) -> None:
+        self.point_expert_tensors_back()  # (the listener's positions are no longer kept up)
         lost = getattr(self._listener, "routing_lost", None)
         if lost is not None:
             try:

@@ -31,7 +31,8 @@ if _libc is not None:
     _libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
 PROT_READ, PROT_WRITE = 1, 2
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
-MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE = 0x01, 0x02, 0x10, 0x20, 0x8000
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE = 0x01, 0x02, 0x10, 0x20, 0x4000, 0x8000
+MAP_FAILED = ctypes.c_void_p(-1).value
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
 
@@ -58,6 +59,20 @@ def move_mapping(old: int, new: int, nbytes: int) -> bool:
     if errno == 22:  # EINVAL: this kernel has no MREMAP_DONTUNMAP for shared mappings
         return False
     raise OSError(errno, f"mremap {old:#x} -> {new:#x}: {os.strerror(errno)}")
+
+
+def reserve(nbytes: int) -> int:
+    """Private anonymous memory of `nbytes`, reserved but not allocated (MAP_NORESERVE: pages
+    come on first touch, or MADV_POPULATE_WRITE); its address."""
+    got = _libc.mmap(None, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if got in (None, MAP_FAILED):
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"reserving {nbytes} bytes: {os.strerror(errno)}")
+    return got
+
+
+def unreserve(address: int, nbytes: int) -> None:
+    _libc.munmap(ctypes.c_void_p(address), ctypes.c_size_t(nbytes))
 
 
 def map_empty(address: int, nbytes: int) -> None:

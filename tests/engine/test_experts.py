@@ -104,6 +104,12 @@ def test_the_expert_map_cuts_each_expert_tensor_into_equal_contiguous_slices(sma
     assert experts.routers[0].shape == (info.n_expert, info.n_embd)
 
 
+@pytest.fixture
+def slot_reads(monkeypatch):
+    """DIRECT reads into slots mapped in place (where positions cannot be used), not to positions."""
+    monkeypatch.setattr(experts_manager, "POSITIONS", False)
+
+
 def _budget_config(path, fraction: float, **kwargs) -> tuple[EngineConfig, int]:
     info = inspect_model(path)
     experts = expert_map(info)
@@ -254,16 +260,21 @@ def test_reads_do_not_outrun_the_evictions_that_make_room_for_them(small_moe_mod
         assert io.wait_idle()
 
 
-def test_a_direct_read_counts_as_read_even_when_its_expert_is_let_go_of_before_it_lands(small_moe_model_path):
+@pytest.mark.parametrize("positions", [True, False], ids=["to positions", "into slots"])
+def test_a_direct_read_counts_as_read_even_when_its_expert_is_let_go_of_before_it_lands(
+    small_moe_model_path, monkeypatch, positions
+):
     # A wrong guess is often let go of while its read is still in flight: the disk reads it
     # all the same, so its bytes count as read (and as wasted), not as nothing.
+    monkeypatch.setattr(experts_manager, "POSITIONS", positions)
     config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
         io, wanted = manager._io, manager.cache.resident
         engine.chat(QUESTION, GREEDY)
         assert io.wait_idle()
-        key = next(k for k in np.flatnonzero(~wanted).tolist() if (io._slot[k] < 0).all() and (k, 0) not in io._loose)
+        loose = getattr(io, "_loose", {})  # (slots: evicted, still mapped in place)
+        key = next(k for k in np.flatnonzero(~wanted).tolist() if (io._slot[k] < 0).all() and (k, 0) not in loose)
         nbytes = int(io._sizes[key].sum())
         before = io.counters.bytes_read
         wanted[key] = True  # as the cache does when it admits a guess
@@ -271,7 +282,7 @@ def test_a_direct_read_counts_as_read_even_when_its_expert_is_let_go_of_before_i
         wanted[key] = False  # and when it lets the guess go
         io.evict(np.array([key]))
         assert io.bytes_read_for(np.array([key])) == nbytes
-        while io._landing:  # the disk still writes into the slots: they are freed as the reads land
+        while io._landing:  # the disk still writes into the memory: it is freed as the reads land
             io._collect(1)
         assert io.counters.bytes_read - before == nbytes
 
@@ -325,9 +336,15 @@ def test_a_guess_that_would_all_hit_is_pinned_without_a_cache_admission(small_mo
 
 
 @pytest.mark.parametrize(
-    ("prefetch", "lookahead", "method"), [(False, 0, ReadMethod.PREAD)] + [(True, *s) for s in READ_SET_UPS]
+    ("prefetch", "lookahead", "method", "positions"),
+    [(False, 0, ReadMethod.PREAD, True)]
+    + [(True, *s, True) for s in READ_SET_UPS]
+    + [(True, 1, ReadMethod.DIRECT, False)],
 )
-def test_the_manager_does_not_change_the_answer(small_moe_model_path, prefetch, lookahead, method):
+def test_the_manager_does_not_change_the_answer(
+    small_moe_model_path, monkeypatch, prefetch, lookahead, method, positions
+):
+    monkeypatch.setattr(experts_manager, "POSITIONS", positions)  # (DIRECT reads: to positions, or into slots)
     # The same kernels without the manager: mapped, not repacked (repacked weights round differently).
     with Engine(small_moe_model_path, EngineConfig(n_ctx=512, memory_mode=MemoryMode.FILE_BACKED)) as engine:
         assert engine.experts is None
@@ -352,7 +369,7 @@ def _in_ram_only_while_loose(io: DirectExpertIO, evicted: np.ndarray) -> bool:
     )
 
 
-def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(small_moe_model_path):
+def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(small_moe_model_path, slot_reads):
     config, budget = _budget_config(small_moe_model_path, 0.3)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
@@ -370,7 +387,7 @@ def test_where_misses_will_be_many_reads_are_direct_and_evicted_experts_empty(sm
         assert engine.expert_stats().unpredicted_reads == 0
 
 
-def test_the_sweep_backs_off_unless_it_evicts_a_slot_the_cache_let_go_of(small_moe_model_path):
+def test_the_sweep_backs_off_unless_it_evicts_a_slot_the_cache_let_go_of(small_moe_model_path, slot_reads):
     config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
     with Engine(small_moe_model_path, config) as engine:
         manager = engine.experts
@@ -512,7 +529,7 @@ def test_each_expert_matrix_is_in_place_before_the_node_using_it_runs(small_moe_
 
 @pytest.mark.parametrize("kernel_moves", [True, False])
 def test_evicted_slots_move_to_the_next_reads_or_are_unmapped_where_the_kernel_cannot(
-    small_moe_model_path, monkeypatch, kernel_moves
+    small_moe_model_path, monkeypatch, kernel_moves, slot_reads
 ):
     moves = []
 
@@ -537,7 +554,7 @@ def test_evicted_slots_move_to_the_next_reads_or_are_unmapped_where_the_kernel_c
 
 
 def test_evicted_slots_wait_loose_within_the_spare_allowance_the_oldest_unmapped_first(
-    small_moe_model_path, monkeypatch
+    small_moe_model_path, monkeypatch, slot_reads
 ):
     config, _ = _budget_config(small_moe_model_path, 0.3, expert_read_method=ReadMethod.DIRECT)
     with Engine(small_moe_model_path, config) as engine:
@@ -590,8 +607,10 @@ def test_a_failing_router_hook_puts_the_file_back_under_the_experts(small_moe_mo
             raise RuntimeError("a llama.cpp whose nodes we no longer understand")
 
         monkeypatch.setattr(manager, "experts_selected", broken)
+        assert engine.experts.positioned and engine._router_hook._pointed
         assert engine.chat(QUESTION, GREEDY).text == reference
         assert manager.read_method is ReadMethod.WILLNEED and isinstance(manager._io, expert_io.ExpertIO)
+        assert not engine._router_hook._pointed  # the expert tensors point at the mapped file again
 
 
 def test_where_direct_reads_do_not_work_experts_are_read_with_willneed(small_moe_model_path, monkeypatch):
