@@ -1,5 +1,9 @@
 """Reading experts with O_DIRECT asynchronous reads straight into their place in llama.cpp's mapping.
 
+(Where every expert matrix is whole pages long, as in both SmallThinker models, the reads go
+to positions instead, with no page-table change per read: PositionedExpertIO in positions.py,
+built on this class's reads. This is then the fallback.)
+
 The same interface as `ExpertIO` (engine/experts/io.py), another mechanism: at the start
 every expert matrix's whole pages (its interior) are replaced by empty anonymous memory; a
 read maps a slot of RAM there (engine/experts/slots.py) and asks the disk for the

@@ -122,7 +122,9 @@ GATE_ONLY_GUESSES = True
 DIRECT_BELOW_HIT_RATE = 0.99
 GUESSES_BELOW_HIT_RATE = 0.97
 EVICTION_BACKLOG = 0.02  # of the budget: evicted experts' bytes a read may leave to the eviction worker
-SPARE_EXPERTS = 2  # DIRECT: RAM for this many layers' experts kept spare or loose, ready for the next reads
+# DIRECT: RAM for this many layers' experts kept ready for the next reads (slots spare or loose;
+# free positions with their pages)
+SPARE_EXPERTS = 2
 # DIRECT reads land at positions of memory of our own that llama.cpp's expert tensors are
 # pointed at (engine/experts/positions.py), where the model's shapes allow it.
 POSITIONS = True
@@ -388,7 +390,9 @@ class ExpertManager:
                 spare = SPARE_EXPERTS * self.map.n_expert_used
                 resident = self.cache.resident
                 if positions and POSITIONS and positions_fit(self.map):
-                    return PositionedExpertIO(self.info.path, self.map, evict_spans, resident, spare=spare)
+                    return PositionedExpertIO(
+                        self.info.path, self.map, evict_spans, evict_file_spans, resident, spare=spare
+                    )
                 return DirectExpertIO(self.info.path, evict_spans, evict_file_spans, resident, spare_slots=spare * 3)
             log.info("experts are read with WILLNEED, not O_DIRECT: %s", why_not)
             method = self.read_method = ReadMethod.WILLNEED
@@ -638,6 +642,7 @@ class ExpertManager:
     def positions_unavailable(self) -> None:
         """The tensors could not be pointed at positions: read experts into place instead."""
         log.info("llama.cpp's expert tensors could not be pointed at positions: experts are read into place")
+        self._io.map_file_back()  # (slots go under the experts' own pages, the file between them)
         self._io.close()
         self._io = self._open_io(self.read_method, positions=False)
         self._io.evict(np.arange(self.cache.n_keys))

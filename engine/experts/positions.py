@@ -38,12 +38,12 @@ import numpy as np
 from engine.experts.direct_io import DirectExpertIO
 from engine.experts.io import ALL_MATRICES, N_MATRICES
 from engine.experts.map import ExpertMap
-from engine.experts.page_control import MADV_DONTNEED, MADV_PAGEOUT, MADV_POPULATE_WRITE, PAGE, madvise
-from engine.experts.slots import reserve, unreserve
+from engine.experts.page_control import MADV_DONTNEED, MADV_POPULATE_WRITE, PAGE, madvise
+from engine.experts.slots import MAP_SHARED, PROT_READ, map_empty, map_fixed, reserve, unreserve
 
 log = logging.getLogger(__name__)
 
-MADV_NOHUGEPAGE = 15  # keep the pages 4 KiB: a huge page split by a release would hide what is held
+MADV_NOHUGEPAGE = 15  # 4 KiB pages only: collapsing into huge pages would give empty positions RAM
 _FREE, _LANDING = -1, -2  # a position's expert when it holds none; and while a read still lands in it
 
 
@@ -55,15 +55,32 @@ def positions_fit(experts: ExpertMap) -> bool:
 
 class PositionedExpertIO(DirectExpertIO):
     """DirectExpertIO's reads, into pool positions. `mapping_spans[key]` [3, 2]: each matrix's
-    whole pages in llama.cpp's mapping (unused once the tensors point here; paged out if found
-    resident)."""
+    whole pages in llama.cpp's mapping, and `mapping_file_spans` the same as file offsets."""
 
-    def __init__(self, path, experts: ExpertMap, mapping_spans: np.ndarray, wanted: np.ndarray, *, spare: int) -> None:
+    def __init__(
+        self,
+        path,
+        experts: ExpertMap,
+        mapping_spans: np.ndarray,
+        mapping_file_spans: np.ndarray,
+        wanted: np.ndarray,
+        *,
+        spare: int,
+    ) -> None:
         n_keys = experts.n_layer * experts.n_expert
         sizes = experts.matrix_bytes[0].astype(np.int64)  # [matrix]
         self._open(path, wanted, np.tile(sizes, (n_keys, 1)))
         self._map = experts
-        self._mapping_spans = mapping_spans
+        # Each expert tensor's whole pages in llama.cpp's mapping (its experts' and the pages
+        # between them), and their file offsets: unused once the tensors point here, they
+        # become empty memory. Left mapped, mincore would count there the file's pages another
+        # process read (the page cache), as RAM of ours: 143 MB over the budget in
+        # bench/memory_budget.py, where the cells without the manager had read the whole file.
+        first, last = mapping_spans[:: experts.n_expert], mapping_spans[experts.n_expert - 1 :: experts.n_expert]
+        self._tensor_spans = np.stack((first[:, :, 0], last[:, :, 1]), axis=-1).reshape(-1, 2)
+        self._tensor_file_starts = mapping_file_spans[:: experts.n_expert, :, 0].reshape(-1)
+        for start, end in self._tensor_spans.tolist():
+            map_empty(start, end - start)
         self._n_expert = experts.n_expert
         # Within a block: matrix m's span starts at _span_at[m], its data at the file's phase after.
         spans = sizes + PAGE
@@ -188,17 +205,14 @@ class PositionedExpertIO(DirectExpertIO):
                 self._let_go(keys)
 
     def evict_now(self, keys: np.ndarray, *, again: bool = True) -> int:
-        """The sweep's strays: pages of llama.cpp's mapping under experts, unused since the
-        tensors point here (paged out); and keys let go of here, as `evict`."""
+        """As `evict` (the sweep finds no strays: llama.cpp's mapping has empty memory under the
+        experts); returns how many held a position."""
         with self._lock:
             if self.restored:
                 return 0
-            for key in np.asarray(keys).tolist():
-                for start, end in self._mapping_spans[key].tolist():
-                    if end > start:
-                        madvise(start, end, MADV_PAGEOUT)
+            placed = int(np.count_nonzero(self._position_of.ravel()[np.asarray(keys, dtype=np.int64)] >= 0))
             self._let_go(keys)
-        return len(keys)
+        return placed
 
     def _let_go(self, keys: np.ndarray) -> None:
         for key in np.asarray(keys).tolist():
@@ -245,13 +259,22 @@ class PositionedExpertIO(DirectExpertIO):
                 self.releases += 1
 
     def restore_file_mapping(self) -> None:
-        """The router hook pointed the tensors back at llama.cpp's mapping of the file: stop, and
-        give every position's pages back once no read lands in them."""
+        """The router hook pointed the tensors back at llama.cpp's mapping: map the file there
+        again (a page llama.cpp touches then faults in from it), stop, and give every position's
+        pages back."""
         with self._lock:
+            self.map_file_back()
             self.restored = True
             madvise(self._region, self._region + self._region_bytes, MADV_DONTNEED)
             self._populated[:] = False
             log.warning("expert reads stopped: the model's experts are read from the file on demand")
+
+    def map_file_back(self) -> None:
+        """Map the file again under the expert tensors in llama.cpp's mapping."""
+        spans = zip(self._tensor_spans.tolist(), self._tensor_file_starts.tolist(), strict=True)
+        with open(self._path, "rb") as f:
+            for (start, end), offset in spans:
+                map_fixed(start, end - start, PROT_READ, MAP_SHARED, f.fileno(), offset)
 
     def close(self) -> None:
         with self._calls_ready:

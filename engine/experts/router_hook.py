@@ -135,7 +135,8 @@ class RouterHook:
             if layer < last:
                 self._nodes[f"l_out-{layer}".encode()] = (layer + 1, _PREDICTION)
             self._nodes[f"ffn_moe_topk-{layer}".encode()] = (layer, _SELECTION)
-            # The chosen experts' weights, taken by expert id: after it, ids may become positions.
+            # The chosen experts' weights, taken by expert id: after it, ids may become positions
+            # (then llama.cpp's choice is read here, not at the top-k: one range end a layer).
             self._nodes[f"ffn_moe_weights-{layer}".encode()] = (layer, _WEIGHTS)
             for name, (uses, precedes) in _MATRIX_NODES.items():
                 self._matrix_nodes[f"{name}-{layer}".encode()] = (layer, uses, precedes)
@@ -173,10 +174,9 @@ class RouterHook:
                 return not ask or (matrix_node is not None and self._before_matrix_node(*matrix_node))
             layer, kind = node
             if ask:  # (a range ends at a node answered True: it is computed before the next is asked about)
-                return kind != _WEIGHTS or bool(self._pointed)
-            if kind == _WEIGHTS:
-                self._to_positions(tensor, layer)
-            elif kind == _PREDICTION:
+                # With positions llama.cpp's choice is read one node later, with the weights.
+                return kind == _PREDICTION or (kind == _WEIGHTS) == bool(self._pointed)
+            if kind == _PREDICTION:
                 rows = self._rows(tensor, np.float32)
                 if layer == self._map.n_layer - 1:
                     # llama.cpp runs the last layer's experts only for the tokens whose
@@ -191,9 +191,11 @@ class RouterHook:
                     experts, guesses = self._map.select(layer, rows), []
                 self._listener.experts_predicted(layer, experts, rows, guesses)
             else:
+                ids = self._rows(tensor if kind == _SELECTION else self._ids_of(tensor, layer), np.int32)
                 self._last_selected = layer
-                matrix_calls = self._matrix_calls_seen
-                self._listener.experts_selected(layer, self._rows(tensor, np.int32).copy(), matrix_calls=matrix_calls)
+                self._listener.experts_selected(layer, ids.copy(), matrix_calls=self._matrix_calls_seen)
+                if kind == _WEIGHTS:
+                    self._to_positions(ids, layer)
         except Exception:  # anything escaping here would silently stop llama.cpp's graph
             self.failures += 1
             if self.failures == 1:
@@ -267,14 +269,16 @@ class RouterHook:
         self._pointed[head.src[0]] = (weight.data, weight.ne[2], weight.nb[2], weight.nb[3])
         weight.data, weight.ne[2], weight.nb[2], weight.nb[3] = data, count, stride, stride * count
 
-    def _to_positions(self, weights: int, layer: int) -> None:
-        """llama.cpp has taken the chosen experts' weights (`weights` = get_rows(probs, ids)):
-        from here on the ids (its src[1], `ffn_moe_topk-N`) serve only the expert products, so
-        they become the experts' positions, in place."""
-        ids_node = _Tensor.from_address(weights).src[1]
-        if not ids_node or self._lib.ggml_get_name(ids_node) != f"ffn_moe_topk-{layer}".encode():
+    def _ids_of(self, weights: int, layer: int) -> int:
+        """The ids node (`ffn_moe_topk-N`) that llama.cpp took the chosen experts' weights by."""
+        ids = _Tensor.from_address(weights).src[1]  # (weights = get_rows(probs, ids))
+        if not ids or self._lib.ggml_get_name(ids) != f"ffn_moe_topk-{layer}".encode():
             raise ValueError(f"ffn_moe_weights-{layer} is not taken by the top-k's ids")
-        ids = self._rows(ids_node, np.int32)
+        return ids
+
+    def _to_positions(self, ids: np.ndarray, layer: int) -> None:
+        """llama.cpp has taken the chosen experts' weights by their ids: from here on the ids
+        serve only the expert products, so they become the experts' positions, in place."""
         placed = self._listener.expert_positions(layer)[ids]
         if placed.min() < 0:
             raise ValueError(f"layer {layer}: an expert llama.cpp chose has no position")

@@ -79,6 +79,20 @@ def test_reads_reuse_the_positions_pages_without_changing_page_tables(small_moe_
         assert engine.memory_report().model_resident_bytes <= budget * 1.05
 
 
+def test_the_files_pages_others_read_do_not_count_as_ours(small_moe_model_path, reference):
+    # mincore over a file mapping sees the page cache: the model's pages another process read
+    # would look like our RAM under every expert, where llama.cpp no longer reads.
+    config, budget = _direct_config(small_moe_model_path)
+    with Engine(small_moe_model_path, config) as engine:
+        manager = engine.experts
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        small_moe_model_path.read_bytes()  # the whole file in the page cache
+        manager._io.call(manager._sweep)
+        assert manager._io.wait_idle()
+        assert engine.memory_report().model_resident_bytes <= budget * 1.05
+        assert manager.stats().peak_resident_bytes <= budget * 1.05
+
+
 def test_where_the_tensors_cannot_be_pointed_experts_are_read_into_place(small_moe_model_path, reference, monkeypatch):
     def unrecognised(self, node, layer, matrix):
         raise ValueError("a ggml whose tensors are laid out otherwise")
