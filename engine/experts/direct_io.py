@@ -440,4 +440,7 @@ class DirectExpertIO:
         with self._lock:
             self._aio.close()  # waits for reads in flight: the disk must not write into freed pages
             os.close(self._fd)
-            self._slots.close()
+            self._free_memory()
+
+    def _free_memory(self) -> None:
+        self._slots.close()

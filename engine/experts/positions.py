@@ -276,13 +276,6 @@ class PositionedExpertIO(DirectExpertIO):
             for (start, end), offset in spans:
                 map_fixed(start, end - start, PROT_READ, MAP_SHARED, f.fileno(), offset)
 
-    def close(self) -> None:
-        with self._calls_ready:
-            self._stopping = True
-            self._calls_ready.notify()
-        self._worker.join(timeout=30)
-        with self._lock:
-            self._aio.close()  # waits for reads in flight: the disk must not write into freed pages
-            os.close(self._fd)
-            # The tensors still point here: llama.cpp must compute nothing more (the engine closes it next).
-            unreserve(self._region, self._region_bytes)
+    def _free_memory(self) -> None:
+        # The tensors still point here: llama.cpp must compute nothing more (the engine closes it next).
+        unreserve(self._region, self._region_bytes)

@@ -20,6 +20,11 @@ GiB (an Intel Xeon, 2 cores, DIRECT reads, 128 tokens, four interleaved pairs): 
 9.02/8.82 tokens/s against 6.75/8.12/8.30/8.17 waiting at the top-k, llama.cpp waiting 10-14
 ms a token instead of 24-45; at 2 GiB (few misses) no change, 12.23/11.80 against 11.79/11.92.
 
+Where the listener reads experts to positions of its own (engine/experts/positions.py), the
+hook points llama.cpp's expert tensors there once (`point_expert_tensors`) and, each layer,
+rewrites llama.cpp's chosen expert ids to positions right after llama.cpp has taken the
+experts' weights by them (`ffn_moe_weights-N`); llama.cpp's choice is then read at that node.
+
 The callback runs on the thread calling llama_decode, inside llama.cpp: an exception
 there would be swallowed by ctypes and silently stop the computation, so everything is
 caught and logged once.
@@ -93,7 +98,7 @@ class _TensorHead(ctypes.Structure):
 
 class _Tensor(ctypes.Structure):
     """`struct ggml_tensor` (ggml.h) up to its name: what pointing the expert tensors and
-    rewriting the top-k need (checked against ggml_get_name and ggml_get_data before use)."""
+    rewriting the chosen ids need (checked against ggml_get_name and ggml_get_data before use)."""
 
     _fields_ = [
         *_TensorHead._fields_,
@@ -215,13 +220,13 @@ class RouterHook:
     # --- experts at positions (engine/experts/positions.py) ---------------------------------------
     def point_expert_tensors(self, decode) -> bool:
         """Point every layer's expert tensors at the listener's memory (its
-        `tensor_placement(layer, matrix)`: the tensor's own data address, to check, the new one,
-        the stride from one position to the next and how many positions). llama.cpp offers no way to its model's
-        tensors but the graph, so `decode()` evaluates one token (its result is meant to be
-        thrown away: its expert products read empty memory) while the asks about the MoE's
-        matrix nodes hand over the tensors they use. From then on the chosen experts' ids are
-        rewritten to the listener's `expert_positions(layer)`. Returns whether every tensor was
-        pointed; if not, none is."""
+        `tensor_placement(layer, matrix)`: the tensor's own data address, to check, the new
+        one, the stride from one position to the next and how many positions). llama.cpp
+        offers no way to its model's tensors but the graph, so `decode()` evaluates one token
+        (its result is meant to be thrown away: its expert products read empty memory) while
+        the asks about the MoE's matrix nodes hand over the tensors they use. From then on the
+        chosen experts' ids are rewritten to the listener's `expert_positions(layer)`. Returns
+        whether every tensor was pointed; if not, none is."""
         self._pointing, self._pointing_failed = True, False
         try:
             decode()
