@@ -178,11 +178,17 @@ class PositionedExpertIO(DirectExpertIO):
     def _take_position(self) -> int:
         """A free position with its pages (the most recently freed), else an empty one given
         pages now."""
-        if self._free:
-            position, _ = self._free.popitem()
-            return position
-        empty = np.flatnonzero((self._key_at == _FREE) & ~self._populated)
-        position = int(empty[0])  # (never all taken: there are as many positions as experts)
+        while True:
+            if self._free:
+                position, _ = self._free.popitem()
+                return position
+            empty = np.flatnonzero((self._key_at == _FREE) & ~self._populated)
+            if len(empty):
+                break
+            # As many positions as experts, but an expert let go of while its read was landing
+            # and read again holds two until the first lands: wait for it.
+            self._collect(1)
+        position = int(empty[0])
         self._populate(position)
         return position
 
