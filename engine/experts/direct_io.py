@@ -183,18 +183,23 @@ class DirectExpertIO:
                 slot = self._take_loose(address, nbytes)
                 if slot is None:
                     slot = self._slots.place(address, nbytes)
-            self._slot[key, matrix] = slot
-            job = self._next_job
-            self._next_job += 1
-            self._jobs[job] = (key, matrix)
-            self._job_of[key, matrix] = job
-            self._matrices_left[key] += 1
-            # Counted now: the disk reads it even if the key is let go of before it lands (a
-            # wrong guess whose target layer has run, counted as wasted then).
-            self._key_bytes[key] += nbytes
-            reads.append((job, self._fd, address, nbytes, int(self._file_spans[key, matrix, 0])))
+            reads.append(self._new_read(key, matrix, slot, address, nbytes, int(self._file_spans[key, matrix, 0])))
         self._placed[key] = matrices == ALL_MATRICES or bool(((self._slot[key] >= 0) | (self._sizes[key] == 0)).all())
         return reads
+
+    def _new_read(self, key: int, matrix: int, slot: int, address: int, nbytes: int, offset: int) -> tuple:
+        """`key`'s `matrix` is read into `slot` (`nbytes` of the file from `offset`, to
+        `address`): its job, and the read to submit."""
+        self._slot[key, matrix] = slot
+        job = self._next_job
+        self._next_job += 1
+        self._jobs[job] = (key, matrix)
+        self._job_of[key, matrix] = job
+        self._matrices_left[key] += 1
+        # Counted now: the disk reads it even if the key is let go of before it lands (a
+        # wrong guess whose target layer has run, counted as wasted then).
+        self._key_bytes[key] += int(self._sizes[key, matrix])
+        return job, self._fd, address, nbytes, offset
 
     def _take_loose(self, address: int, nbytes: int) -> int | None:
         """Move an evicted matrix's slot of the same size to `address` (empty memory goes back

@@ -28,6 +28,7 @@ MADV_RANDOM = 1
 MADV_PAGEOUT = 21  # Linux 5.4
 MADV_POPULATE_READ = 22  # Linux 5.14
 MADV_POPULATE_WRITE = 23  # Linux 5.14
+MADV_NOHUGEPAGE = 15
 SUPPORTED = sys.platform.startswith("linux")
 
 

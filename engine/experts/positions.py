@@ -38,12 +38,11 @@ import numpy as np
 from engine.experts.direct_io import DirectExpertIO
 from engine.experts.io import ALL_MATRICES, N_MATRICES
 from engine.experts.map import ExpertMap
-from engine.experts.page_control import MADV_DONTNEED, MADV_POPULATE_WRITE, PAGE, madvise
+from engine.experts.page_control import MADV_DONTNEED, MADV_NOHUGEPAGE, MADV_POPULATE_WRITE, PAGE, madvise
 from engine.experts.slots import MAP_SHARED, PROT_READ, map_empty, map_fixed, reserve, unreserve
 
 log = logging.getLogger(__name__)
 
-MADV_NOHUGEPAGE = 15  # 4 KiB pages only: collapsing into huge pages would give empty positions RAM
 _FREE, _LANDING = -1, -2  # a position's expert when it holds none; and while a read still lands in it
 
 
@@ -92,7 +91,7 @@ class PositionedExpertIO(DirectExpertIO):
         region_bytes = self.n_positions * self.block_bytes
         address = reserve(region_bytes)
         self._region, self._region_bytes = address, region_bytes
-        madvise(address, address + region_bytes, MADV_NOHUGEPAGE)
+        madvise(address, address + region_bytes, MADV_NOHUGEPAGE)  # (huge pages would give empty positions RAM)
         self._position_of = np.full((experts.n_layer, experts.n_expert), -1, dtype=np.int32)  # key -> position
         self._key_at = np.full(self.n_positions, _FREE, dtype=np.int64)  # position -> key
         self._populated = np.zeros(self.n_positions, dtype=bool)
@@ -108,8 +107,7 @@ class PositionedExpertIO(DirectExpertIO):
     def tensor_placement(self, layer: int, matrix: int) -> tuple[int, int, int]:
         """Where `layer`'s expert tensor `matrix` is to point (position 0's data), the stride
         from one position to the next (the tensor's nb[2]) and how many there are (its ne[2])."""
-        data = self._region + int(self._span_at[matrix] + self._phase[layer, matrix])
-        return data, self.block_bytes, self.n_positions
+        return self._data(0, layer, matrix), self.block_bytes, self.n_positions
 
     def positions(self, layer: int) -> np.ndarray:
         """int32 [n_expert]: each expert's position in the pool (-1: not placed). The experts
@@ -118,6 +116,10 @@ class PositionedExpertIO(DirectExpertIO):
 
     def _block(self, position: int) -> int:
         return self._region + position * self.block_bytes
+
+    def _data(self, position: int, layer: int, matrix: int) -> int:
+        """Where the data of a matrix of `layer` at `position` starts (at the file's page phase)."""
+        return self._block(position) + int(self._span_at[matrix] + self._phase[layer, matrix])
 
     # --- RAM ------------------------------------------------------------------------------------------
     @property
@@ -142,22 +144,17 @@ class PositionedExpertIO(DirectExpertIO):
             self._key_at[position] = key
             self._key_bytes[key] = 0
         block = self._block(position)
+        ranges = self._map.ranges(layer, expert)
         reads = []
         for matrix in matrices:
             if self._slot[key, matrix] >= 0:
                 continue  # read, or being read
-            self._slot[key, matrix] = position
-            job = self._next_job
-            self._next_job += 1
-            self._jobs[job] = (key, matrix)
-            self._job_of[key, matrix] = job
-            self._matrices_left[key] += 1
-            nbytes = int(self._sizes[key, matrix])
-            self._key_bytes[key] += nbytes
+            offset, nbytes = ranges[matrix]
             phase = int(self._phase[layer, matrix])
-            offset = int(self._map.base_offsets[layer, matrix]) + expert * nbytes - phase
             span = int(self._span_bytes[matrix]) if phase else nbytes
-            reads.append((job, self._fd, block + int(self._span_at[matrix]), span, offset))
+            reads.append(
+                self._new_read(key, matrix, position, block + int(self._span_at[matrix]), span, offset - phase)
+            )
         self._placed[key] = bool((self._slot[key] >= 0).all())
         return reads
 
@@ -168,10 +165,8 @@ class PositionedExpertIO(DirectExpertIO):
 
     def _read_buffered(self, key: int, matrix: int) -> int:
         layer, expert = divmod(key, self._n_expert)
-        data = self._block(int(self._slot[key, matrix])) + int(self._span_at[matrix] + self._phase[layer, matrix])
-        nbytes = int(self._sizes[key, matrix])
-        target = (ctypes.c_char * nbytes).from_address(data)
-        offset = int(self._map.base_offsets[layer, matrix]) + expert * nbytes
+        offset, nbytes = self._map.ranges(layer, expert)[matrix]
+        target = (ctypes.c_char * nbytes).from_address(self._data(int(self._slot[key, matrix]), layer, matrix))
         with open(self._path, "rb", buffering=0) as f:
             return os.preadv(f.fileno(), [memoryview(target).cast("B")], offset)
 
