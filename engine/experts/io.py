@@ -83,6 +83,7 @@ class IOCounters:
     exact_keys: int = 0  # experts asked for exactly
     speculative_keys: int = 0  # and speculatively
     bytes_read: int = 0  # by reads that were not dropped
+    held_dropped: int = 0  # DIRECT: speculative matrix reads dropped while queued (their expert let go of)
     busy_s: float = 0.0  # wall time with at least one read outstanding (WILLNEED: being issued)
     cpu_s: float = 0.0  # CPU time issuing reads and evicting, on any thread (not the kernel's asynchronous work)
 

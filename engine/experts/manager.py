@@ -85,7 +85,14 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # 0.96 and 0.99). Whether they pay also depends on the disk's speed against the compute, so
 # where guesses go by default, each decode token's guessing is then chosen by measurement
 # (guess_choice.py).
-LOOKAHEAD_LAYERS = 1
+# Once reads went to positions (positions.py: a read costs the CPU a third of what it did) and
+# guesses waited in our queue behind exact reads (direct_io.SPECULATIVE_IN_FLIGHT), two layers
+# ahead paid: an Intel Xeon (2 cores), 4B at 1 GiB, 192 tokens, interleaved runs, guessing
+# forced on: llama.cpp waited 16.6-32.2 ms a token (median 21.7 of six) two layers ahead against
+# 20.9-27.0 (four) one layer ahead, 15% of the bytes read wasted against 6.5%; three layers
+# ahead waited 27.2/26.4 (22% wasted). Without the queue two layers ahead waited 22.1-41.3
+# (median 23.2 of five) against one layer's 20.4-34.6 (27.2 of five).
+LOOKAHEAD_LAYERS = 2
 # With DIRECT reads a guess's lower half (the experts ranked below n_guessed) has its gate
 # matrix read ahead, the up and down only once the layer's router confirms it: llama.cpp
 # waited almost only for gate matrices (a layer's exact reads start at its input and the gate

@@ -224,7 +224,8 @@ class PositionedExpertIO(DirectExpertIO):
             if position < 0:
                 continue
             self._position_of[layer, expert] = -1
-            in_flight = [self._job_of.pop((key, m)) for m in range(N_MATRICES) if (key, m) in self._job_of]
+            jobs = [self._job_of.pop((key, m)) for m in range(N_MATRICES) if (key, m) in self._job_of]
+            in_flight = [job for job in jobs if not self._drop_held(job)]
             self._slot[key] = -1
             self._placed[key] = False
             self._matrices_left[key] = 0
@@ -266,6 +267,7 @@ class PositionedExpertIO(DirectExpertIO):
         with self._lock:
             self.map_file_back()
             self.restored = True
+            self._held.clear()  # (never to be read)
             madvise(self._region, self._region + self._region_bytes, MADV_DONTNEED)
             self._populated[:] = False
             log.warning("expert reads stopped: the model's experts are read from the file on demand")

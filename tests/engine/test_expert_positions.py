@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from engine.config import EngineConfig, MemoryMode, SamplingParams
 from engine.engine import Engine
+from engine.experts import direct_io
+from engine.experts import manager as experts_manager
 from engine.experts.direct_io import DirectExpertIO
 from engine.experts.io import ReadMethod
 from engine.experts.manager import fixed_bytes
@@ -51,17 +54,77 @@ def test_expert_tensors_point_at_positions_that_hold_the_files_bytes(small_moe_m
         for address in pointed:
             tensor = _Tensor.from_address(address)
             assert (tensor.data, tensor.nb[2], tensor.ne[2]) in placements
-        assert io.wait_idle()
-        placed = np.flatnonzero(io._placed & (io._matrices_left == 0))
-        assert len(placed) > 0
-        with open(small_moe_model_path, "rb") as f:
-            for key in placed.tolist():
-                layer, expert = divmod(key, experts.n_expert)
-                position = int(io.positions(layer)[expert])
-                for m, (offset, nbytes) in enumerate(experts.ranges(layer, expert)):
-                    data, stride, _ = io.tensor_placement(layer, m)
-                    f.seek(offset)
-                    assert ctypes.string_at(data + position * stride, nbytes) == f.read(nbytes), (key, m)
+        _assert_positions_hold_the_files_bytes(io, experts, small_moe_model_path)
+
+
+def _assert_positions_hold_the_files_bytes(io: PositionedExpertIO, experts, path) -> None:
+    assert io.wait_idle()
+    placed = np.flatnonzero(io._placed & (io._matrices_left == 0))
+    assert len(placed) > 0
+    with open(path, "rb") as f:
+        for key in placed.tolist():
+            layer, expert = divmod(key, experts.n_expert)
+            position = int(io.positions(layer)[expert])
+            for m, (offset, nbytes) in enumerate(experts.ranges(layer, expert)):
+                data, stride, _ = io.tensor_placement(layer, m)
+                f.seek(offset)
+                assert ctypes.string_at(data + position * stride, nbytes) == f.read(nbytes), (key, m)
+
+
+@pytest.mark.parametrize("positions", [True, False], ids=["positions", "slots"])
+def test_exact_reads_pass_speculative_reads_held_in_our_queue(small_moe_model_path, reference, positions, monkeypatch):
+    """The disk serves reads in the order given: speculative ones wait in our queue, a matrix
+    at a time here, and an exact read goes straight to the kernel, ahead of them."""
+    monkeypatch.setattr(direct_io, "SPECULATIVE_IN_FLIGHT", 1)
+    monkeypatch.setattr(experts_manager, "POSITIONS", positions)
+    config, budget = _direct_config(small_moe_model_path)
+    with Engine(small_moe_model_path, replace(config, expert_lookahead=2)) as engine:
+        io = engine.experts._io
+        assert isinstance(io, PositionedExpertIO) == positions
+        # What the kernel was given and has not returned, seen from outside the queue.
+        speculative, in_kernel, most_speculative, passed = set(), set(), [0], [0]
+        read, ensure, wait_for, submit, reap = io.read, io.ensure, io.wait_for, io._aio.submit, io._aio.reap
+
+        def now_exact(keys):  # a guess asked for again exactly is no longer speculative
+            speculative.difference_update(io._job_of.get((key, m)) for key in keys.tolist() for m in range(3))
+
+        def spy_read(keys, stamp=0, **kwargs):
+            first = io._next_job
+            if not kwargs.get("speculative"):
+                now_exact(keys)
+            read(keys, stamp, **kwargs)
+            if kwargs.get("speculative"):
+                speculative.update(range(first, io._next_job))
+
+        def spy_ensure(keys):
+            now_exact(keys)
+            return ensure(keys)
+
+        def spy_wait_for(keys, matrices=(0, 1, 2)):
+            now_exact(keys)
+            return wait_for(keys, matrices)
+
+        def spy_submit(reads):
+            taken = submit(reads)
+            in_kernel.update(r[0] for r in reads[:taken])
+            most_speculative[0] = max(most_speculative[0], len(in_kernel & speculative))
+            passed[0] += sum(1 for r in reads[:taken] if r[0] not in speculative) * bool(io._held)
+            return taken
+
+        def spy_reap(at_least=0):
+            done = reap(at_least)
+            in_kernel.difference_update(job for job, _ in done)
+            return done
+
+        io.read, io.ensure, io.wait_for = spy_read, spy_ensure, spy_wait_for
+        io._aio.submit, io._aio.reap = spy_submit, spy_reap
+        assert engine.chat(QUESTION, GREEDY).text == reference
+        assert len(speculative) > 10
+        assert most_speculative[0] == 1  # (all of a layer's guesses at once without the queue)
+        assert passed[0] > 0  # exact reads went to the kernel while guesses waited
+        assert engine.memory_report().model_resident_bytes <= budget * 1.05
+        if positions:
+            _assert_positions_hold_the_files_bytes(io, engine.experts.map, small_moe_model_path)
 
 
 def test_reads_reuse_the_positions_pages_without_changing_page_tables(small_moe_model_path, reference):

@@ -462,8 +462,9 @@ def test_where_guesses_may_pay_decode_tokens_are_run_with_them_and_without_and_t
     # The first trial epochs, guessing and not in turn.
     epochs = guess_choice.EPOCH_TOKENS
     assert len(hook_saw) >= 4 * epochs
-    assert hook_saw[: 4 * epochs] == [1] * epochs + [0] * epochs + [1] * epochs + [0] * epochs
-    assert stats.guessed_tokens == hook_saw.count(1) and stats.unguessed_tokens == hook_saw.count(0)
+    ahead = experts_manager.LOOKAHEAD_LAYERS
+    assert hook_saw[: 4 * epochs] == [ahead] * epochs + [0] * epochs + [ahead] * epochs + [0] * epochs
+    assert stats.guessed_tokens == hook_saw.count(ahead) and stats.unguessed_tokens == hook_saw.count(0)
     assert stats.guessed_ms_per_token > 0 and stats.unguessed_ms_per_token > 0
     assert stats.speculative_reads > 0 and stats.lookahead == experts_manager.LOOKAHEAD_LAYERS
 
