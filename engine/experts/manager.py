@@ -86,13 +86,13 @@ LARGEST_FOLIO = 2 << 20  # a PMD: the largest page-cache folio on x86-64 (and ar
 # where guesses go by default, each decode token's guessing is then chosen by measurement
 # (guess_choice.py).
 # Once reads went to positions (positions.py: a read costs the CPU a third of what it did) and
-# guesses waited in our queue behind exact reads (direct_io.SPECULATIVE_IN_FLIGHT), two layers
-# ahead paid: an Intel Xeon (2 cores), 4B at 1 GiB, 192 tokens, interleaved runs, guessing
-# forced on: llama.cpp waited 16.6-32.2 ms a token (median 21.7 of six) two layers ahead against
-# 20.9-27.0 (four) one layer ahead, 15% of the bytes read wasted against 6.5%; three layers
-# ahead waited 27.2/26.4 (22% wasted). Without the queue two layers ahead waited 22.1-41.3
-# (median 23.2 of five) against one layer's 20.4-34.6 (27.2 of five).
-LOOKAHEAD_LAYERS = 2
+# guesses waited in our queue behind exact reads (direct_io.SPECULATIVE_IN_FLIGHT), an Intel Xeon
+# (2 cores), 4B at 1 GiB, 192 tokens, interleaved runs, guessing forced on: llama.cpp waited
+# 18.6/21.3/20.9/27.0 ms a token one layer ahead (6.5% of the bytes read wasted) against
+# 16.6/17.4/20.9/22.5/32.2/23.0 two layers ahead (15%), and three layers ahead 27.2/26.4 (22%).
+# No better two ahead, and bench/memory_budget.py with two ahead (code cf95b1e) measured a hit
+# rate of 0.960x the static oracle against 0.965x one ahead (wrong guesses take cache room): one.
+LOOKAHEAD_LAYERS = 1
 # With DIRECT reads a guess's lower half (the experts ranked below n_guessed) has its gate
 # matrix read ahead, the up and down only once the layer's router confirms it: llama.cpp
 # waited almost only for gate matrices (a layer's exact reads start at its input and the gate
