@@ -21,8 +21,10 @@ router hook fails altogether, `restore_file_mapping` puts the file back under ev
 expert (they then fault in as they would without the manager).
 
 Reads and evictions run on the computing thread (they only issue syscalls); a worker runs
-the manager's calls (its sweep). The file's bytes at the edges of each matrix (pages it
-shares with a neighbour) stay file-backed and are never evicted, as with ExpertIO.
+the manager's calls (its sweep). Speculative reads wait in a queue of ours, a little of it in
+the kernel at a time (SPECULATIVE_IN_FLIGHT), so that exact reads reach the disk first. The
+file's bytes at the edges of each matrix (pages it shares with a neighbour) stay file-backed
+and are never evicted, as with ExpertIO.
 """
 
 from __future__ import annotations

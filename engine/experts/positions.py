@@ -100,6 +100,7 @@ class PositionedExpertIO(DirectExpertIO):
         self._landing_left: dict[int, int] = {}  # such a position -> its reads still landing
         self.spare = spare
         self.populates = self.releases = 0  # positions given pages, and giving them back
+        self.landings = 0  # positions let go of while a read still landed in them (held until it has)
         self._can_populate = True
         self._start_worker()
 
@@ -230,6 +231,7 @@ class PositionedExpertIO(DirectExpertIO):
             self._placed[key] = False
             self._matrices_left[key] = 0
             if in_flight:  # the disk still writes there: free once landed
+                self.landings += 1
                 self._key_at[position] = _LANDING
                 self._landing_left[position] = len(in_flight)
                 for job in in_flight:

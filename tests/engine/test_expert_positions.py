@@ -132,12 +132,23 @@ def test_reads_reuse_the_positions_pages_without_changing_page_tables(small_moe_
     with Engine(small_moe_model_path, config) as engine:
         io, cache = engine.experts._io, engine.experts.cache
         assert engine.chat(QUESTION, GREEDY).text == reference  # the pool fills
-        capacity, populates, releases, read = cache.capacity, io.populates, io.releases, io.counters.bytes_read
+        populates, releases, read = io.populates, io.releases, io.counters.bytes_read
+        landings, grown, shrunk, resize = io.landings, [0], [0], cache.resize
+
+        def resize_counted(new_capacity):  # (the capacity follows the sweep's measurements)
+            grown[0] += max(0, new_capacity - cache.capacity)
+            shrunk[0] += max(0, cache.capacity - new_capacity)
+            return resize(new_capacity)
+
+        cache.resize = resize_counted
         assert engine.chat(QUESTION, GREEDY).text == reference
         assert io.counters.bytes_read - read > 10 * io.block_bytes  # misses were read...
-        # ...into pages already there: new ones only as the cache grows, given back as it shrinks.
-        assert io.populates - populates <= max(0, cache.capacity - capacity)
-        assert io.releases - releases <= max(0, capacity - cache.capacity)
+        # ...into pages already there: new ones only as the cache grows, given back as it shrinks,
+        # or while an expert let go of still has a read landing in its position (not free until
+        # then: rare, by the reads' timing; one such in about 40 runs of this test).
+        late = io.landings - landings
+        assert io.populates - populates <= grown[0] + late
+        assert io.releases - releases <= shrunk[0] + late
         assert np.count_nonzero(io._populated) <= cache.capacity + io.spare
         assert engine.memory_report().model_resident_bytes <= budget * 1.05
 
