@@ -124,11 +124,10 @@ class DirectExpertIO:
         self._job_of: dict[tuple[int, int], int] = {}  # (key, matrix) -> its read in flight
         self._next_job = 0
         self._waiting: list[tuple[int, int, int, int, int]] = []  # reads the kernel's queue had no room for
-        # Speculative reads not yet given to the kernel, oldest first (job -> read), and the
-        # bytes of those given, not landed (job -> bytes): see SPECULATIVE_IN_FLIGHT.
+        # Speculative reads not yet given to the kernel, oldest first (job -> read), and those
+        # given, not landed (job -> bytes): see SPECULATIVE_IN_FLIGHT.
         self._held: dict[int, tuple[int, int, int, int, int]] = {}
         self._speculating: dict[int, int] = {}
-        self._speculating_bytes = 0
         self._feeding = False
         self.evictions_queued = np.zeros(n_keys, dtype=np.int32)  # matrices let go of, not yet unmapped
         self.current_stamp = 0
@@ -201,11 +200,10 @@ class DirectExpertIO:
         self._feeding = True
         try:
             reads = []
-            while self._held and self._speculating_bytes < SPECULATIVE_IN_FLIGHT:
+            while self._held and sum(self._speculating.values()) < SPECULATIVE_IN_FLIGHT:  # (a few)
                 job = next(iter(self._held))
                 read = self._held.pop(job)
                 self._speculating[job] = read[3]
-                self._speculating_bytes += read[3]
                 reads.append(read)
             self._submit(reads)
         finally:
@@ -296,9 +294,7 @@ class DirectExpertIO:
             self._feed()  # (nothing else might land)
         reaped = self._aio.reap(at_least)
         for job, result in reaped:
-            nbytes = self._speculating.pop(job, None)
-            if nbytes is not None:
-                self._speculating_bytes -= nbytes
+            self._speculating.pop(job, None)
             key, matrix = self._jobs.pop(job)
             # The matrix's bytes (PositionedExpertIO reads a page either side of them too).
             counted = min(max(0, result), int(self._sizes[key, matrix]))

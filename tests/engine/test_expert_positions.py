@@ -13,7 +13,7 @@ from engine.engine import Engine
 from engine.experts import direct_io
 from engine.experts import manager as experts_manager
 from engine.experts.direct_io import DirectExpertIO
-from engine.experts.io import ReadMethod
+from engine.experts.io import ALL_MATRICES, ReadMethod
 from engine.experts.manager import fixed_bytes
 from engine.experts.map import expert_map
 from engine.experts.positions import PositionedExpertIO, positions_fit
@@ -86,7 +86,7 @@ def test_exact_reads_pass_speculative_reads_held_in_our_queue(small_moe_model_pa
         read, ensure, wait_for, submit, reap = io.read, io.ensure, io.wait_for, io._aio.submit, io._aio.reap
 
         def now_exact(keys):  # a guess asked for again exactly is no longer speculative
-            speculative.difference_update(io._job_of.get((key, m)) for key in keys.tolist() for m in range(3))
+            speculative.difference_update(io._job_of.get((key, m)) for key in keys.tolist() for m in ALL_MATRICES)
 
         def spy_read(keys, stamp=0, **kwargs):
             first = io._next_job
@@ -100,7 +100,7 @@ def test_exact_reads_pass_speculative_reads_held_in_our_queue(small_moe_model_pa
             now_exact(keys)
             return ensure(keys)
 
-        def spy_wait_for(keys, matrices=(0, 1, 2)):
+        def spy_wait_for(keys, matrices=ALL_MATRICES):
             now_exact(keys)
             return wait_for(keys, matrices)
 
