@@ -51,6 +51,7 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
         "fraction_of_bound_0.009gib",
         "fraction_of_plain_bound_0.009gib",
         "fraction_of_run_start_bound_0.009gib",
+        "fraction_of_attainable_bound_0.009gib",
         "lookahead_speedup_0.009gib",
         "disk_probe_gbps_0.009gib",
     ):
@@ -93,6 +94,16 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     read_ms = ours["miss_bytes_per_token"] / ours_bps * 1e3
     assert 1 - ours["wait_ms_per_token"] / read_ms in [pytest.approx(h) for h in hidden]
     assert figures["reads_hidden_fraction_0.009gib"] == pytest.approx(sum(hidden) / 2)
+    # Against what this design can reach: every byte it read at the probed speed, plus each
+    # token's time after its last layer's input (no read of the next token is known before it).
+    share = ours["guessed_token_share"]
+    arms = ((share, ours["guessed_ms_per_token"]), (1 - share, ours["unguessed_ms_per_token"]))
+    tail_s = 1 / ours["decode_tps"] - sum(w * ms for w, ms in arms if w) / 1e3
+    assert 0 < tail_s < 1 / ours["decode_tps"]
+    compute_s = figures["compute_ms_per_token"] / 1e3
+    attainable_s = max(compute_s, tail_s + ours["prefetched_bytes_per_token"] / ours_bps)
+    reachable = figures["fraction_of_attainable_bound_0.009gib_by_repeat"]
+    assert attainable_s * ours["decode_tps"] in [pytest.approx(f) for f in reachable]
     assert figures["disk_gbps"] > 0
     setups = {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager", "ours_nothing_evicted"}
     assert {c["setup"] for c in figures["cells"]} == setups
