@@ -36,7 +36,10 @@ layer's input to the next token's first (the last layer, the output matrix, samp
 `tail_ms_per_token`, the time per token less the manager's timing from layer 0 to the last
 layer). The bound this design can reach (`attainable_bound_ms_per_token`) is max(compute,
 tail + every byte it read, wasted guesses too, at the probed speed), and
-`fraction_of_attainable_bound_*` holds each run of ours against its own.
+`fraction_of_attainable_bound_*` holds each run of ours against its own. Where that bound is
+above the issue's, the issue's fraction cannot reach 1: `fraction_of_bound_ceiling_*` is the
+most it could be (each run's bound over its attainable one), and `lookahead_speedup_ceiling_*`
+the most the lookahead could gain (the run without it against its pair's attainable bound).
 
 Our cache starts from the expert usage history an earlier session left (as the app does
 from its second session with a model on): a first session with another prompt and
@@ -373,6 +376,12 @@ def summary(cells: list[dict], disk: dict) -> dict:
     fraction = {b: fractions(b, compute, probed_bps) for b in budgets}
     attainable_s = {b: attainable(b, compute) for b in budgets}
     reachable = {b: held_to(b, attainable_s[b]) for b in budgets}
+    # The most the issue's fraction could be for each run of ours, were it as fast as its
+    # attainable bound: its bound over its attainable one.
+    ceiling = {
+        b: [bound / most for bound, most in zip(bounds(b, compute, probed_bps), attainable_s[b], strict=True)]
+        for b in budgets
+    }
     hidden = {b: reads_hidden(b) for b in budgets}
     plain_fraction = {b: fractions(b, plain_compute, probed_bps) for b in budgets}
     run_start_fraction = {b: fractions(b, compute, lambda _c: disk_bps) for b in budgets}
@@ -381,6 +390,8 @@ def summary(cells: list[dict], disk: dict) -> dict:
     # alternating), so the ratio within a pair is spared the machine's drift between pairs.
     pairs = list(zip(runs("ours", low), runs("ours_no_lookahead", low), strict=True))
     lookahead_speedups = [a["decode_tps"] / b["decode_tps"] for a, b in pairs]
+    # And the most it could be: the run without lookahead against its pair's attainable bound.
+    lookahead_ceilings = [1 / b["decode_tps"] / most for (_a, b), most in zip(pairs, attainable_s[low], strict=True)]
     # Reading the lowest budget's misses at the disk's speed around its cell (and at the run's start).
     miss_read = ours["miss_bytes_per_token"] / cell_bps[low]
     run_start_miss_read = ours["miss_bytes_per_token"] / disk_bps
@@ -392,12 +403,16 @@ def summary(cells: list[dict], disk: dict) -> dict:
         # Against what this design can reach (reads only within the token's layers: see attainable).
         **{f"fraction_of_attainable_bound_{b:g}gib": float(np.median(reachable[b])) for b in budgets},
         **{f"fraction_of_attainable_bound_{b:g}gib_by_repeat": reachable[b] for b in budgets},
+        **{f"fraction_of_bound_ceiling_{b:g}gib": float(np.median(ceiling[b])) for b in budgets},
+        **{f"fraction_of_bound_ceiling_{b:g}gib_by_repeat": ceiling[b] for b in budgets},
         # Direct evidence of reads keeping the disk busy (the whole device's figures during decode).
         **{f"disk_busy_fraction_{b:g}gib": cell("ours", b).get("disk_busy_fraction_in_decode") for b in budgets},
         **{f"disk_read_gbps_in_decode_{b:g}gib": cell("ours", b).get("disk_read_gbps_in_decode") for b in budgets},
         **{f"disk_probe_gbps_{b:g}gib": cell_bps[b] / 1e9 for b in budgets},
         f"lookahead_speedup_{low:g}gib": float(np.median(lookahead_speedups)),
         f"lookahead_speedup_{low:g}gib_by_repeat": lookahead_speedups,
+        f"lookahead_speedup_ceiling_{low:g}gib": float(np.median(lookahead_ceilings)),
+        f"lookahead_speedup_ceiling_{low:g}gib_by_repeat": lookahead_ceilings,
         "wasted_read_fraction": ours["wasted_read_fraction"],
         # How ours chose (guess_choice.py): its share of decode tokens with guesses, and within its
         # median run the tokens without guesses' mean time over those with them.
@@ -487,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"disk: {disk['disk_gbps']:.2f} GB/s sequential, {disk['disk_random_expert_gbps']:.2f} GB/s expert-sized")
         for m in read_methods.METHODS:
             print("  " + read_methods.describe(methods, m))
+        print("  " + read_methods.describe_depths(methods))
         budgets = [None, *map(float, args.budgets.split(","))] if args.budgets else BUDGETS[args.shape]
         history = Path(folder) / "history"
         earlier = run_child(model, "history", max(b for b in budgets if b is not None), args.tokens, history)

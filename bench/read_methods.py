@@ -9,6 +9,8 @@ cold (dropped from the page cache first), are read:
 - direct: O_DIRECT asynchronous reads (Linux AIO) of each matrix's whole pages into memory
   allocated beforehand, past the page cache (engine/experts/direct_io.py).
 Each method reads other experts (a virtual disk's host may cache what was read before).
+Direct reads are then timed again with at most 1, 2, 4, 8 and 16 in flight (`DEPTHS`):
+whether the disk serves a deeper queue faster.
 CPU is machine-wide busy time from /proc/stat (kernel work included) per GB read.
 
     python bench/read_methods.py MODEL.gguf [--experts 200]
@@ -48,6 +50,12 @@ from engine.experts.read_probe import machine_busy_seconds, read_willneed_confir
 from engine.model_info import inspect_model  # noqa: E402
 
 METHODS = ("pread", "willneed", "willneed_confirmed", "direct")
+# Direct reads with at most this many in flight (each depth other experts): whether a deeper
+# queue gets more from the disk. On this project's 2-core VMs (a virtio disk) it did not: the
+# 4B's matrices (648 KiB) at depth 1, 2, 4, 8, 16 and 32 read at 1.25, 1.20, 1.00, 0.99, 0.85 and
+# 0.71 GB/s, the 21B's at depth 1-16 at 1.01-1.14 (an Intel Xeon, 2026-12-05, the 21B's file):
+# the expert manager cannot buy speed with a deeper queue.
+DEPTHS = (1, 2, 4, 8, 16)
 
 
 def read_pread(fd: int, ranges: list[tuple[int, int]], threads: int = 4) -> None:
@@ -104,12 +112,15 @@ class DirectReads:
         self._base = np.frombuffer(self._memory, dtype=np.uint8).ctypes.data
         madvise(self._base, self._base + self._slot * len(self.pages), MADV_POPULATE_WRITE)
 
-    def run(self) -> None:
+    def run(self, depth: int | None = None) -> None:
+        """Every read, at most `depth` in flight at a time (None: all at once)."""
         aio = AioContext(max(1, len(self.pages)))
         try:
             reads = [(i, self._fd, self._base + i * self._slot, n, offset) for i, (offset, n) in enumerate(self.pages)]
             while reads or aio.in_flight:
-                del reads[: aio.submit(reads)]
+                room = len(reads) if depth is None else depth - aio.in_flight
+                if room > 0:
+                    del reads[: aio.submit(reads[:room])]
                 if any(result < 0 for _, result in aio.reap(1)):
                     raise OSError("a direct read failed")
         finally:
@@ -130,9 +141,10 @@ def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
     experts = expert_map(inspect_model(path))
     rng = np.random.default_rng(seed)
     n_keys = experts.n_layer * experts.n_expert
-    n = min(n_experts, n_keys // len(METHODS))
-    keys = rng.choice(n_keys, size=n * len(METHODS), replace=False).reshape(len(METHODS), n)
+    n = min(n_experts, n_keys // (len(METHODS) + len(DEPTHS)))
+    keys = rng.choice(n_keys, size=n * (len(METHODS) + len(DEPTHS)), replace=False).reshape(-1, n)
     ranges = {name: matrix_ranges(experts, keys[i]) for i, name in enumerate(METHODS)}
+    by_depth = {depth: matrix_ranges(experts, keys[len(METHODS) + i]) for i, depth in enumerate(DEPTHS)}
     figures = {"experts": n, "bytes": sum(b for _, b in ranges["pread"])}
     fd = os.open(path, os.O_RDONLY)
     mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
@@ -161,12 +173,27 @@ def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
             total = direct.bytes if name == "direct" else sum(b for _, b in ranges[name])
             figures[f"{name}_gbps"] = total / seconds / 1e9
             figures[f"{name}_cpu_s_per_gb"] = cpu / (total / 1e9)
+        figures["direct_gbps_by_depth"] = direct_gbps_by_depth(path, by_depth) if direct else None
         drop(fd)
     finally:
         mapped.close()
         os.close(fd)
         if direct:
             direct.close()
+    return figures
+
+
+def direct_gbps_by_depth(path: Path, by_depth: dict[int, list[tuple[int, int]]]) -> dict[str, float]:
+    """GB/s of direct reads of each depth's ranges with at most that many in flight."""
+    figures = {}
+    for depth, ranges in by_depth.items():
+        reads = DirectReads(path, ranges)
+        try:
+            started = time.perf_counter()
+            reads.run(depth)
+            figures[str(depth)] = reads.bytes / (time.perf_counter() - started) / 1e9
+        finally:
+            reads.close()
     return figures
 
 
@@ -211,6 +238,13 @@ def describe(figures: dict, name: str) -> str:
     return f"{name}: {figures[f'{name}_gbps']:.2f} GB/s, {figures[f'{name}_cpu_s_per_gb']:.2f} s machine CPU per GB"
 
 
+def describe_depths(figures: dict) -> str:
+    by_depth = figures["direct_gbps_by_depth"]
+    if not by_depth:
+        return "direct, by reads in flight: not available here"
+    return "direct, by reads in flight: " + ", ".join(f"{d}: {g:.2f} GB/s" for d, g in by_depth.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -219,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = measure(args.model, args.experts)
     for name in METHODS:
         print(describe(figures, name))
+    print(describe_depths(figures))
     print(json.dumps(figures))
     return 0
 

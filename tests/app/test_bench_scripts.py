@@ -104,6 +104,14 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
     attainable_s = max(compute_s, tail_s + ours["prefetched_bytes_per_token"] / ours_bps)
     reachable = figures["fraction_of_attainable_bound_0.009gib_by_repeat"]
     assert attainable_s * ours["decode_tps"] in [pytest.approx(f) for f in reachable]
+    # The most the figures could be, were ours as fast as that: its bound over the
+    # attainable one, and the pair's run without lookahead against it.
+    ceilings = figures["fraction_of_bound_ceiling_0.009gib_by_repeat"]
+    assert bound_s / attainable_s in [pytest.approx(f) for f in ceilings] and all(0 < f <= 1 for f in ceilings)
+    assert figures["fraction_of_bound_ceiling_0.009gib"] == pytest.approx(sum(ceilings) / 2)
+    (pair,) = [r for r in runs("ours_no_lookahead") if r["repeat"] == ours["repeat"]]
+    lookahead_ceilings = figures["lookahead_speedup_ceiling_0.009gib_by_repeat"]
+    assert 1 / pair["decode_tps"] / attainable_s in [pytest.approx(f) for f in lookahead_ceilings]
     assert figures["disk_gbps"] > 0
     setups = {"ours", "ours_no_lookahead", "ours_no_prefetch", "no_manager", "ours_nothing_evicted"}
     assert {c["setup"] for c in figures["cells"]} == setups
@@ -123,6 +131,9 @@ def test_memory_budget_benchmark_runs_on_a_small_model(small_moe_model_path):
         ours["unguessed_ms_per_token"] / ours["guessed_ms_per_token"]
     )
     assert figures["read_methods"]["willneed_gbps"] > 0 and figures["read_methods"]["direct_gbps"] > 0
+    # Direct reads with 1, 2, 4, 8 and 16 in flight, each depth its own experts.
+    assert list(figures["read_methods"]["direct_gbps_by_depth"]) == ["1", "2", "4", "8", "16"]
+    assert all(gbps > 0 for gbps in figures["read_methods"]["direct_gbps_by_depth"].values())
     # /proc/stat counts CPU in 10 ms ticks: a tiny model's reads can honestly cost 0 of them
     assert figures["read_methods"]["pread_cpu_s_per_gb"] >= 0
     assert all(c.get("prediction_mismatches", 0) == 0 for c in figures["cells"])
