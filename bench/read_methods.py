@@ -51,10 +51,12 @@ from engine.model_info import inspect_model  # noqa: E402
 
 METHODS = ("pread", "willneed", "willneed_confirmed", "direct")
 # Direct reads with at most this many in flight (each depth other experts): whether a deeper
-# queue gets more from the disk. On this project's 2-core VMs (a virtio disk) it did not: the
-# 4B's matrices (648 KiB) at depth 1, 2, 4, 8, 16 and 32 read at 1.25, 1.20, 1.00, 0.99, 0.85 and
-# 0.71 GB/s, the 21B's at depth 1-16 at 1.01-1.14 (an Intel Xeon, 2026-12-05, the 21B's file):
-# the expert manager cannot buy speed with a deeper queue.
+# queue gets more from the disk. On this project's 2-core VMs (a virtio disk; an Intel Xeon,
+# 2026-12-05) not consistently: at depth 1, 2, 4, 8 and 16 the 4B's matrices (648 KiB) read at
+# 1.26, 1.18, 1.51, 1.21, 1.59 GB/s and, half an hour later, 1.13, 1.11, 1.47, 1.17, 1.55 (the
+# same experts per depth both times: seed 0); 648 KiB at random offsets of the 21B's file at
+# depth 1, 2, 4, 8, 16, 32: 1.25, 1.20, 1.00, 0.99, 0.85, 0.71; the 21B's matrices at depth 1-16:
+# 1.01-1.14.
 DEPTHS = (1, 2, 4, 8, 16)
 
 
