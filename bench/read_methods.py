@@ -185,18 +185,23 @@ def measure(path: Path, n_experts: int, seed: int = 0) -> dict:
     return figures
 
 
-def direct_gbps_by_depth(path: Path, by_depth: dict[int, list[tuple[int, int]]]) -> dict[str, float]:
+def direct_gbps(path: Path, ranges: list[tuple[int, int]], depth: int | None = None) -> float | None:
+    """GB/s of direct reads of `ranges`' whole pages, at most `depth` in flight (None: all at
+    once); None if no range spans a whole page (a tiny test model): nothing to read directly."""
+    reads = DirectReads(path, ranges)
+    try:
+        if not reads.bytes:
+            return None
+        started = time.perf_counter()
+        reads.run(depth)
+        return reads.bytes / (time.perf_counter() - started) / 1e9
+    finally:
+        reads.close()
+
+
+def direct_gbps_by_depth(path: Path, by_depth: dict[int, list[tuple[int, int]]]) -> dict[str, float | None]:
     """GB/s of direct reads of each depth's ranges with at most that many in flight."""
-    figures = {}
-    for depth, ranges in by_depth.items():
-        reads = DirectReads(path, ranges)
-        try:
-            started = time.perf_counter()
-            reads.run(depth)
-            figures[str(depth)] = reads.bytes / (time.perf_counter() - started) / 1e9
-        finally:
-            reads.close()
-    return figures
+    return {str(depth): direct_gbps(path, ranges, depth) for depth, ranges in by_depth.items()}
 
 
 def direct_read_gbps(path: Path, target_bytes: int, seed: int) -> float | None:
@@ -210,16 +215,7 @@ def direct_read_gbps(path: Path, target_bytes: int, seed: int) -> float | None:
     n_keys = experts.n_layer * experts.n_expert
     n = max(1, min(n_keys, -(-target_bytes // experts.expert_bytes)))
     keys = np.random.default_rng(seed).choice(n_keys, size=n, replace=False)
-    reads = DirectReads(path, matrix_ranges(experts, keys))
-    if not reads.bytes:  # matrices smaller than a page (a tiny test model): nothing to read directly
-        reads.close()
-        return None
-    try:
-        started = time.perf_counter()
-        reads.run()
-        return reads.bytes / (time.perf_counter() - started) / 1e9
-    finally:
-        reads.close()
+    return direct_gbps(path, matrix_ranges(experts, keys))
 
 
 def device_counters(path: Path) -> tuple[int, float] | None:
@@ -244,7 +240,9 @@ def describe_depths(figures: dict) -> str:
     by_depth = figures["direct_gbps_by_depth"]
     if not by_depth:
         return "direct, by reads in flight: not available here"
-    return "direct, by reads in flight: " + ", ".join(f"{d}: {g:.2f} GB/s" for d, g in by_depth.items())
+    return "direct, by reads in flight: " + ", ".join(
+        f"{d}: {g:.2f} GB/s" if g is not None else f"{d}: no whole page to read" for d, g in by_depth.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
